@@ -1,0 +1,51 @@
+--[[
+  fire_due: fires the tenant's deadlines that are due, each exactly once: a
+  deadline is removed as it fires, and a stale one (the task moved on) does
+  nothing.
+
+  Input:
+    KEYS[1]  tenant prefix
+    ARGV[3]  the most deadlines to fire in this call
+  Output: {fired, processed, next deadline in ms or -1, now in ms, lag of each
+          fired deadline in ms…}
+  Events: per deadline kind
+    ttl   a QUEUED request's TTL: TASK_STATE_CHANGED (CLOSED,
+          NO_AGENT_AVAILABLE), NO_AGENT_AVAILABLE
+    rona  a RESERVED media not accepted: the RONA path (see task_reroute)
+    wrap  a WRAP_UP timeout: TASK_STATE_CHANGED (CLOSED, WRAP_UP_EXPIRED),
+          AGENT_STATE_CHANGED, the agent's next reservation
+]]
+--- @include "includes/lifecycle"
+return run(function()
+  local now = now_ms()
+  local due = redis.call('ZRANGEBYSCORE', key('timers'), '-inf', now, 'LIMIT', 0, tonumber(A[1]))
+  local fired, lags = 0, {}
+  for _, member in ipairs(due) do
+    local at = tonumber(redis.call('ZSCORE', key('timers'), member))
+    local before = fired
+    timer_del(member)
+    local kind, tid, mid = string.match(member, '^(%a+)|([^|]+)|?(.*)$')
+    local t = tid and task_get(tid)
+    if t and t.state ~= 'CLOSED' then
+      if kind == 'ttl' and media_pending(t, 'QUEUED') then
+        task_close(t, 'NO_AGENT_AVAILABLE')
+        emit_no_agent(t)
+        fired = fired + 1
+      elseif kind == 'rona' then
+        local m = media_find(t, mid)
+        if m and m.state == 'RESERVED' then
+          task_reroute(t, 'RONA')
+          fired = fired + 1
+        end
+      elseif kind == 'wrap' and t.state == 'WRAP_UP' then
+        task_end(t, 'WRAP_UP_EXPIRED')
+        fired = fired + 1
+      end
+    end
+    if fired > before then lags[#lags + 1] = now - at end
+  end
+  local head = redis.call('ZRANGE', key('timers'), 0, 0, 'WITHSCORES')
+  local out = {fired, #due, tonumber(head[2] or '-1'), now}
+  for _, lag in ipairs(lags) do out[#out + 1] = lag end
+  return out
+end)

@@ -1,0 +1,34 @@
+--[[
+  get_queue: reads a queue with its live statistics.
+
+  Input:  KEYS[1] tenant prefix; ARGV[3] queueId
+  Output: the queue as JSON plus waiting (count), oldestWaitMs (null when
+          none waits) and agents (member agents counted by MRD state)
+  Events: none
+]]
+--- @include "includes/agent"
+return run(function()
+  local q = queue_get(A[1])
+  if not q then fail('NOT_FOUND', 'queue ' .. A[1] .. ' does not exist') end
+  local waiting = redis.call('ZCARD', key('q', q.id, 'waiting'))
+  local oldest = redis.call('ZRANGE', key('q', q.id, 'age'), 0, 0, 'WITHSCORES')
+  local oldest_ms = nil
+  if oldest[2] then oldest_ms = now_ms() - tonumber(oldest[2]) end
+  local counts, names = {}, {}
+  for _, aid in ipairs(redis.call('SMEMBERS', key('q', q.id, 'members'))) do
+    local a = agent_get(aid)
+    if a then
+      local st = mrd_display(a, q.mrdId)
+      if not counts[st] then
+        counts[st] = 0
+        names[#names + 1] = st
+      end
+      counts[st] = counts[st] + 1
+    end
+  end
+  table.sort(names)
+  local parts = {}
+  for i, st in ipairs(names) do parts[i] = jstr(st) .. ':' .. jint(counts[st]) end
+  return queue_json(q, ',"waiting":' .. jint(waiting) .. ',"oldestWaitMs":' .. jint(oldest_ms) ..
+    ',"agents":{' .. table.concat(parts, ',') .. '}')
+end)

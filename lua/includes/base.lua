@@ -1,0 +1,118 @@
+--[[
+  base: what every script shares.
+
+  KEYS[1]  the tenant prefix "rr:{<tenant>}:". Every other key is built from it,
+           so all keys a script touches carry the tenant's hash tag and live in
+           one Redis Cluster slot.
+  ARGV[1]  approximate MAXLEN of the tenant's event stream
+  ARGV[2]  retention of closed tasks, ms
+  ARGV[3…] the script's own arguments (see each script's header)
+
+  Domain errors are raised with fail(code, detail) before any write and come
+  back as error replies "<CODE> <detail>", CODE one of VALIDATION_ERROR,
+  NOT_FOUND, INVALID_TRANSITION. Ids reaching a script are already checked by
+  the Python layer to contain no ':' so they cannot alias another key type.
+]]
+local P = KEYS[1]
+local TENANT = string.sub(P, 5, -3)
+local MAXLEN = ARGV[1]
+local RETENTION = tonumber(ARGV[2])
+local A = {}
+for i = 3, #ARGV do A[i - 2] = ARGV[i] end
+
+local function key(...)
+  return P .. table.concat({...}, ':')
+end
+
+local function fail(code, detail)
+  error({rr = code, detail = detail})
+end
+
+-- Work a script defers to its end (batched writes), registered by fragments.
+local AT_END = {}
+
+-- Runs a script body, turning fail() into an error reply; other errors pass on.
+local function run(body)
+  local ok, res = pcall(body)
+  if ok then
+    for _, f in ipairs(AT_END) do f() end
+    return res
+  end
+  if type(res) == 'table' and res.rr then
+    return redis.error_reply(res.rr .. ' ' .. res.detail)
+  end
+  if type(res) == 'table' and res.err then return res end
+  return redis.error_reply('ERR ' .. tostring(res))
+end
+
+-- The Redis server clock, in ms, plus a per-tenant offset that only tests set
+-- (to let time pass without sleeping).
+local NOW
+local function now_ms()
+  if not NOW then
+    local t = redis.call('TIME')
+    local off = tonumber(redis.call('GET', key('clock', 'offset')) or '0')
+    NOW = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + off
+  end
+  return NOW
+end
+
+local function next_seq()
+  return redis.call('INCR', key('seq'))
+end
+
+-- JSON pieces. Objects are written by hand rather than with cjson.encode so
+-- that empty objects and arrays come out the same on real Redis and on the
+-- embedded backend (whose cjson turns {} into []), and so that opaque client
+-- JSON (metadata, requestSession, attributes) passes through untouched.
+local function jstr(s)
+  if s == nil then return 'null' end
+  s = tostring(s)
+  -- Ids and enums never need escaping (ids are checked before they get
+  -- here), and quoting them directly is far cheaper than cjson.
+  if not string.find(s, '[%c"\\\128-\255]') then return '"' .. s .. '"' end
+  return cjson.encode(s)
+end
+
+local function jint(n)
+  if n == nil then return 'null' end
+  return string.format('%d', n)
+end
+
+local function jbool(b)
+  if b then return 'true' end
+  return 'false'
+end
+
+local function jlist(items)
+  return '[' .. table.concat(items, ',') .. ']'
+end
+
+local function jstrs(list)
+  local out = {}
+  for i, s in ipairs(list) do out[i] = jstr(s) end
+  return jlist(out)
+end
+
+-- Appends one event to the tenant's stream; data is already JSON.
+local function emit(etype, data)
+  redis.call('XADD', key('events'), 'MAXLEN', '~', MAXLEN, '*', 'type', etype, 'data', data)
+end
+
+-- Deadlines. The sorted set rr:{t}:timers is the durable truth; the key
+-- tmr:<member> expiring with it lets keyspace notifications wake a worker, and
+-- a PUBLISH on rr:wake wakes a worker sleeping past a new earliest deadline.
+-- Members: "ttl|<taskId>", "rona|<taskId>|<mediaId>", "wrap|<taskId>".
+local function timer_add(member, at)
+  local delay = at - now_ms()
+  if delay < 1 then delay = 1 end
+  redis.call('ZADD', key('timers'), at, member)
+  redis.call('SET', key('tmr', member), '1', 'PX', delay)
+  local head = redis.call('ZRANGE', key('timers'), 0, 0)
+  if head[1] == member then redis.call('PUBLISH', 'rr:wake', TENANT) end
+end
+
+local function timer_del(member)
+  redis.call('ZREM', key('timers'), member)
+  redis.call('DEL', key('tmr', member))
+end

@@ -1,0 +1,112 @@
+--- @include "routing"
+--[[
+  lifecycle: how tasks end, and what an agent does with the capacity it gets
+  back. Used by every script that closes, re-routes or wraps up a task.
+]]
+-- Closes every open media of t and t itself with reason; frees the agent's
+-- slots (open medias, plus the one a WRAP_UP task holds) without emitting
+-- the agent's event, so the caller can change the agent further first.
+-- Emits TASK_STATE_CHANGED. Returns the agent that held the task, if any.
+local function task_close(t, reason)
+  local held, changed = 0, {}
+  for _, m in ipairs(t.media) do
+    if m.state ~= 'CLOSED' then
+      if t.parked then unqueue(t) end
+      if m.state == 'RESERVED' then timer_del('rona|' .. t.id .. '|' .. m.id) end
+      if m.state == 'RESERVED' or m.state == 'ACTIVE' then held = held + 1 end
+      m.state = 'CLOSED'
+      changed[#changed + 1] = m.id
+    end
+  end
+  if t.state == 'WRAP_UP' then
+    held = held + 1
+    timer_del('wrap|' .. t.id)
+  end
+  t.state = 'CLOSED'
+  t.reason = reason
+  task_save(t)
+  conversation_settle(t.conversationId)
+  emit_task(t, true, changed)
+  if not t.assignedTo then return nil end
+  redis.call('SREM', key('agent', t.assignedTo, 'tasks'), t.id)
+  local a = agent_get(t.assignedTo)
+  if a and held > 0 then mrd_count_add(a, t.mrdId, -held) end
+  return a
+end
+
+-- After an agent's capacity or state changed: publish it, then let it take
+-- waiting work.
+local function agent_settle(a, mrd)
+  if not a then return end
+  emit_agent(a)
+  route_agent(a, mrd)
+end
+
+-- Ends a task and frees its agent for the next waiting task.
+local function task_end(t, reason)
+  agent_settle(task_close(t, reason), t.mrdId)
+end
+
+-- The RONA path (reason RONA) and the logout path (reason REROUTE) for a
+-- reserved task: it closes, and the request goes on in a new task with the
+-- same requestId and enqueueTime until its TTL, except for transfers and
+-- named-agent tasks, which are not re-queued and publish NO_AGENT_AVAILABLE.
+-- On RONA the agent's MRD goes NOT_READY (RONA) and is published here; on
+-- REROUTE the caller (logout) publishes the agent once it is done with it.
+local function task_reroute(t, reason)
+  local session = t.media[1].session
+  local a = task_close(t, reason)
+  if a and reason == 'RONA' then
+    mrd_set_base(a, t.mrdId, 'NOT_READY', 'RONA')
+    agent_follow_mrds(a, 'RONA')
+    emit_agent(a)
+  end
+  if t.direction == 'DIRECT_TRANSFER' or t.mode == 'AGENT' or now_ms() >= t.ttlDeadline then
+    emit_no_agent(t)
+  else
+    local nt = task_new({requestId = t.requestId, conversationId = t.conversationId,
+      direction = t.direction, mode = t.mode, queueId = t.queueId, mrdId = t.mrdId,
+      priority = t.priority, enqueueTime = t.enqueueTime, ttlDeadline = t.ttlDeadline,
+      metadata = t.metadata, session = session, mediaState = 'QUEUED'})
+    emit_task(nt, true, {nt.media[1].id})
+    route_task(nt)
+  end
+end
+
+-- Closes every open media of t and puts it in WRAP_UP with reason, holding
+-- one of its agent's slots until it closes, with a durable timer when
+-- timeout_ms is given. Emits TASK_STATE_CHANGED; returns the agent when
+-- slots were freed (its event not yet emitted).
+local function task_wrap(t, reason, timeout_ms)
+  local changed, freed = {}, -1
+  for _, m in ipairs(t.media) do
+    if m.state ~= 'CLOSED' then
+      if m.state == 'RESERVED' then timer_del('rona|' .. t.id .. '|' .. m.id) end
+      m.state = 'CLOSED'
+      changed[#changed + 1] = m.id
+      freed = freed + 1
+    end
+  end
+  t.state = 'WRAP_UP'
+  t.reason = reason
+  if timeout_ms then timer_add('wrap|' .. t.id, now_ms() + timeout_ms) end
+  task_save(t)
+  emit_task(t, true, changed)
+  if freed > 0 then
+    local a = agent_get(t.assignedTo)
+    mrd_count_add(a, t.mrdId, -freed)
+    return a
+  end
+  return nil
+end
+
+-- The agent or the customer has left: the task goes WRAP_UP when its MRD
+-- enables wrap-up, else it closes with reason.
+local function task_finish(t, reason)
+  local mrd = mrd_get(t.mrdId)
+  if mrd and mrd.wrapUp and t.assignedTo then
+    agent_settle(task_wrap(t, reason, mrd.wrapUpTimeoutMs), t.mrdId)
+  else
+    task_end(t, reason)
+  end
+end

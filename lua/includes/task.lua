@@ -1,0 +1,117 @@
+--- @include "base"
+--[[
+  task: the task document, its JSON shape and its TASK_STATE_CHANGED event.
+
+  rr:{t}:task:<id>   string, the task as cjson (internal form below); expires
+                     RETENTION ms after the task closes
+  rr:{t}:live        set of ids of tasks not CLOSED
+  rr:{t}:conv:<cid>  sorted set of a conversation's task ids by createdAt;
+                     expires RETENTION ms after its last live task closes
+
+  Internal form: the API fields, with null fields left out, opaque client JSON
+  kept as strings (metadata, media[i].session) and two routing fields:
+  exclude (an agent the task must not be offered to) and slaMs (the RONA
+  timeout of a task with no queue).
+]]
+-- Tasks are decoded once per script; every reader shares the table.
+local TASKS = {}
+
+local function task_get(id)
+  local t = TASKS[id]
+  if t ~= nil then return t or nil end
+  local raw = redis.call('GET', key('task', id))
+  t = raw and cjson.decode(raw) or false
+  TASKS[id] = t
+  return t or nil
+end
+
+local function task_must(id)
+  local t = task_get(id)
+  if not t then fail('NOT_FOUND', 'task ' .. id .. ' does not exist') end
+  return t
+end
+
+local function task_json(t)
+  local ms = {}
+  for i, m in ipairs(t.media) do
+    ms[i] = '{"id":' .. jstr(m.id) .. ',"mrdId":' .. jstr(m.mrdId) .. ',"state":' .. jstr(m.state) ..
+      ',"queueId":' .. jstr(m.queueId) .. ',"enqueueTime":' .. jint(m.enqueueTime) ..
+      ',"answerTime":' .. jint(m.answerTime) .. ',"requestSession":' .. (m.session or '{}') .. '}'
+  end
+  return '{"id":' .. jstr(t.id) .. ',"requestId":' .. jstr(t.requestId) ..
+    ',"conversationId":' .. jstr(t.conversationId) ..
+    ',"state":{"name":' .. jstr(t.state) .. ',"reasonCode":' .. jstr(t.reason) .. '}' ..
+    ',"assignedTo":' .. jstr(t.assignedTo) ..
+    ',"type":{"direction":' .. jstr(t.direction) .. ',"mode":' .. jstr(t.mode) .. '}' ..
+    ',"queueId":' .. jstr(t.queueId) .. ',"mrdId":' .. jstr(t.mrdId) .. ',"priority":' .. jint(t.priority) ..
+    ',"activeMedia":' .. jlist(ms) ..
+    ',"enqueueTime":' .. jint(t.enqueueTime) .. ',"ttlDeadline":' .. jint(t.ttlDeadline) ..
+    ',"createdAt":' .. jint(t.createdAt) .. ',"updatedAt":' .. jint(t.updatedAt) ..
+    ',"metadata":' .. (t.metadata or '{}') .. '}'
+end
+
+local function task_save(t)
+  t.updatedAt = now_ms()
+  local k = key('task', t.id)
+  redis.call('SET', k, cjson.encode(t))
+  if t.state == 'CLOSED' then
+    redis.call('PEXPIRE', k, RETENTION)
+    redis.call('SREM', key('live'), t.id)
+  end
+end
+
+-- A new task document with fresh ids; requestId is kept when given (RONA,
+-- REROUTE) so every task serving one routing request shares it.
+local function task_new(f)
+  local n = next_seq()
+  local now = now_ms()
+  local t = {id = 't-' .. n, requestId = f.requestId or ('r-' .. n), conversationId = f.conversationId,
+    state = 'ACTIVE', direction = f.direction, mode = f.mode, queueId = f.queueId, mrdId = f.mrdId,
+    priority = f.priority or 1, enqueueTime = f.enqueueTime or now, ttlDeadline = f.ttlDeadline,
+    createdAt = now, updatedAt = now, metadata = f.metadata, exclude = f.exclude, slaMs = f.slaMs,
+    media = {{id = 'm-' .. n, mrdId = f.mrdId, state = f.mediaState, queueId = f.queueId,
+      enqueueTime = f.enqueueTime or now, session = f.session}}}
+  TASKS[t.id] = t
+  redis.call('SADD', key('live'), t.id)
+  local ck = key('conv', t.conversationId)
+  redis.call('ZADD', ck, now, t.id)
+  redis.call('PERSIST', ck)
+  return t
+end
+
+local function media_find(t, mid)
+  for _, m in ipairs(t.media) do
+    if m.id == mid then return m end
+  end
+  return nil
+end
+
+-- The one media of a task that is waiting for or offered to an agent.
+local function media_pending(t, state)
+  for _, m in ipairs(t.media) do
+    if m.state == state then return m end
+  end
+  return nil
+end
+
+local function media_open_count(t)
+  local n = 0
+  for _, m in ipairs(t.media) do
+    if m.state ~= 'CLOSED' then n = n + 1 end
+  end
+  return n
+end
+
+local function emit_task(t, task_changed, media_ids)
+  emit('TASK_STATE_CHANGED', '{"task":' .. task_json(t) .. ',"taskStateChanged":' ..
+    jbool(task_changed) .. ',"mediaStateChanges":' .. jstrs(media_ids or {}) .. '}')
+end
+
+-- Lets a conversation's index expire once none of its tasks is live.
+local function conversation_settle(cid)
+  local ck = key('conv', cid)
+  for _, id in ipairs(redis.call('ZRANGE', ck, 0, -1)) do
+    if redis.call('SISMEMBER', key('live'), id) == 1 then return end
+  end
+  redis.call('PEXPIRE', ck, RETENTION)
+end

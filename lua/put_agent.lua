@@ -1,0 +1,37 @@
+--[[
+  put_agent: creates or replaces an agent's configuration. A new agent starts
+  LOGOUT; an existing one keeps its states and tasks.
+
+  Input:
+    KEYS[1]  tenant prefix
+    ARGV[3]  agentId
+    ARGV[4]  queues, a JSON list of queue ids
+    ARGV[5]  attributes, a JSON object
+    ARGV[6]  maxRequests overrides, a JSON object {mrdId: 1..1000}
+  Output: the agent as JSON
+  Events: AGENT_STATE_CHANGED, then any reservations its new queues or
+          capacity allow
+]]
+--- @include "includes/lifecycle"
+return run(function()
+  local id = A[1]
+  local k = key('agent', id)
+  local a = agent_get(id)
+  if a then
+    for _, qid in ipairs(a.queues) do
+      redis.call('SREM', key('q', qid, 'members'), id)
+      redis.call('ZREM', key('q', qid, 'avail'), id)
+    end
+  else
+    redis.call('HSET', k, 'st', 'LOGOUT', 'rc', '', 't', now_ms())
+    redis.call('SADD', key('agents'), id)
+  end
+  redis.call('HSET', k, 'queues', A[2], 'attrs', A[3], 'max', A[4])
+  agent_forget(id)
+  a = agent_get(id)
+  for _, qid in ipairs(a.queues) do redis.call('SADD', key('q', qid, 'members'), id) end
+  for _, mrd in ipairs(mrd_ids()) do mrd_commit(a, mrd) end
+  emit_agent(a)
+  for _, mrd in ipairs(mrd_ids()) do route_agent(a, mrd) end
+  return agent_json(a)
+end)

@@ -1,0 +1,333 @@
+"""The Engine facade: one typed method per Lua script, decoded results,
+domain errors as exceptions. It holds no state beyond its connection, so any
+number of engines and processes can run side by side."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from . import validation as v
+from .errors import RedisUnavailable, from_reply
+from .events import Event, decode_entries
+from .model import (
+    Agent,
+    AgentState,
+    Direction,
+    MediaState,
+    Mrd,
+    Queue,
+    ReasonCode,
+    SelectionPolicy,
+    Task,
+    TaskStateName,
+)
+from .scripts import ScriptRunner
+
+TENANTS_KEY = "rr:tenants"
+
+
+@dataclass(frozen=True, slots=True)
+class FireResult:
+    fired: int  # deadlines that changed a task
+    processed: int  # due deadlines taken, stale ones included
+    next_deadline: int  # ms, or -1 when none is left
+    now: int  # the Redis clock, ms
+    lags_ms: list[int]  # how late each fired deadline fired
+DEFAULT_EVENTS_MAXLEN = 1_000_000
+DEFAULT_RETENTION_MS = 24 * 3600 * 1000
+DAY_MS = 24 * 3600 * 1000
+_RUNNER: ScriptRunner | None = None
+
+
+def default_runner() -> ScriptRunner:
+    global _RUNNER
+    if _RUNNER is None:
+        _RUNNER = ScriptRunner()
+    return _RUNNER
+
+
+def tenant_prefix(tenant: str) -> str:
+    return f"rr:{{{tenant}}}:"
+
+
+class Engine:
+    """Routing operations for one tenant on one Redis connection."""
+
+    def __init__(
+        self,
+        redis: Any,
+        tenant: str = "default",
+        *,
+        runner: ScriptRunner | None = None,
+        events_maxlen: int = DEFAULT_EVENTS_MAXLEN,
+        retention_ms: int = DEFAULT_RETENTION_MS,
+    ) -> None:
+        self.redis = redis
+        self.tenant = v.check_tenant(tenant)
+        self.prefix = tenant_prefix(tenant)
+        self.runner = runner or default_runner()
+        self.events_maxlen = events_maxlen
+        self.retention_ms = retention_ms
+        self._registered = False
+
+    def for_tenant(self, tenant: str) -> Engine:
+        return Engine(self.redis, tenant, runner=self.runner, events_maxlen=self.events_maxlen,
+                      retention_ms=self.retention_ms)
+
+    @property
+    def events_key(self) -> str:
+        return self.prefix + "events"
+
+    async def call(self, script: str, *args: Any) -> Any:
+        try:
+            return await self.runner.call(
+                self.redis, script, [self.prefix], [self.events_maxlen, self.retention_ms, *args]
+            )
+        except ResponseError as e:
+            err = from_reply(str(e))
+            if err is None:
+                raise
+            raise err from None
+        except (RedisConnectionError, RedisTimeoutError, OSError) as e:
+            raise RedisUnavailable(f"Redis is unavailable: {e}") from None
+
+    async def _register_tenant(self) -> None:
+        # The timer worker sweeps the tenants listed here. Once per engine is
+        # enough: on a Redis Cluster the registry is one key on one shard, and
+        # a tenant already registered stays configurable while that shard is
+        # down. (A worker puts back tenants a lost registry forgot.)
+        if self._registered:
+            return
+        try:
+            await self.redis.sadd(TENANTS_KEY, self.tenant)
+        except (RedisConnectionError, RedisTimeoutError, OSError) as e:
+            raise RedisUnavailable(f"Redis is unavailable: {e}") from None
+        self._registered = True
+
+    # Configuration
+
+    async def put_mrd(
+        self, mrd_id: str, *, max_requests: int = 1, auto_join: bool = False,
+        wrap_up_enabled: bool = False, wrap_up_timeout_ms: int = 60_000,
+    ) -> Mrd:
+        v.check_id("mrdId", mrd_id)
+        v.check_int("maxRequests", max_requests, 1, 1000)
+        v.check_int("wrapUp.timeoutMs", wrap_up_timeout_ms, 1, DAY_MS)
+        await self._register_tenant()
+        raw = await self.call("put_mrd", mrd_id, max_requests, int(bool(auto_join)),
+                              int(bool(wrap_up_enabled)), wrap_up_timeout_ms)
+        return Mrd.from_dict(json.loads(raw))
+
+    async def get_mrd(self, mrd_id: str) -> Mrd:
+        return Mrd.from_dict(json.loads(await self.call("get_mrd", v.check_id("mrdId", mrd_id))))
+
+    async def put_queue(
+        self, queue_id: str, *, mrd_id: str, agent_request_ttl_ms: int = 300_000,
+        agent_sla_ms: int = 30_000,
+        agent_selection_policy: SelectionPolicy | str = SelectionPolicy.LONGEST_AVAILABLE,
+        service_level_threshold_ms: int = 20_000,
+    ) -> Queue:
+        v.check_id("queueId", queue_id)
+        v.check_id("mrdId", mrd_id)
+        v.check_int("agentRequestTtlMs", agent_request_ttl_ms, 1, 7 * DAY_MS)
+        v.check_int("agentSlaMs", agent_sla_ms, 1, DAY_MS)
+        v.check_int("serviceLevelThresholdMs", service_level_threshold_ms, 0, 7 * DAY_MS)
+        policy = v.check_enum("agentSelectionPolicy", SelectionPolicy, agent_selection_policy)
+        await self._register_tenant()
+        raw = await self.call("put_queue", queue_id, mrd_id, agent_request_ttl_ms, agent_sla_ms,
+                              policy.value, service_level_threshold_ms)
+        return Queue.from_dict(json.loads(raw))
+
+    async def get_queue(self, queue_id: str) -> Queue:
+        raw = await self.call("get_queue", v.check_id("queueId", queue_id))
+        return Queue.from_dict(json.loads(raw))
+
+    async def put_agent(
+        self, agent_id: str, *, queues: list[str] | tuple[str, ...] = (),
+        attributes: dict[str, Any] | None = None, max_requests: dict[str, int] | None = None,
+    ) -> Agent:
+        v.check_id("agentId", agent_id)
+        if not isinstance(queues, list | tuple) or len(queues) > 256:
+            raise v.ValidationError("queues must be a list of at most 256 queue ids")
+        queue_ids = list(dict.fromkeys(v.check_id("queues[]", q) for q in queues))
+        overrides = max_requests or {}
+        if not isinstance(overrides, dict):
+            raise v.ValidationError("maxRequests must be an object of mrdId: 1..1000")
+        for mrd_id, n in overrides.items():
+            v.check_id("maxRequests key", mrd_id)
+            v.check_int(f"maxRequests.{mrd_id}", n, 1, 1000)
+        await self._register_tenant()
+        raw = await self.call("put_agent", agent_id, json.dumps(queue_ids),
+                              v.json_object("attributes", attributes),
+                              json.dumps(overrides, separators=(",", ":")))
+        return Agent.from_dict(json.loads(raw))
+
+    async def get_agent(self, agent_id: str) -> Agent:
+        raw = await self.call("get_agent", v.check_id("agentId", agent_id))
+        return Agent.from_dict(json.loads(raw))
+
+    async def set_agent_state(
+        self, agent_id: str, state: AgentState | str, *, mrd_id: str | None = None,
+        reason_code: str | None = None,
+    ) -> Agent:
+        v.check_id("agentId", agent_id)
+        if mrd_id is None:
+            st = v.check_enum("state", AgentState, state)
+        else:
+            v.check_id("mrdId", mrd_id)
+            st = v.check_enum("state", AgentState, state, (AgentState.READY, AgentState.NOT_READY))
+        if reason_code is not None:
+            v.check_reason(reason_code)
+        raw = await self.call("set_agent_state", agent_id, st.value, mrd_id or "", reason_code or "")
+        return Agent.from_dict(json.loads(raw))
+
+    # Tasks
+
+    async def push_task(
+        self, conversation_id: str, queue_id: str, *, priority: int = 1,
+        agent_request_ttl_ms: int | None = None, request_session: dict[str, Any] | None = None,
+        metadata: dict[str, Any] | None = None, direction: Direction | str = Direction.INBOUND,
+    ) -> Task:
+        v.check_id("conversationId", conversation_id)
+        v.check_id("queueId", queue_id)
+        v.check_priority(priority)
+        if agent_request_ttl_ms is not None:
+            v.check_int("agentRequestTtlMs", agent_request_ttl_ms, 1, 7 * DAY_MS)
+        d = v.check_enum("direction", Direction, direction,
+                         (Direction.INBOUND, Direction.DIRECT_CONFERENCE))
+        raw = await self.call(
+            "push_task", queue_id, conversation_id, priority,
+            "" if agent_request_ttl_ms is None else agent_request_ttl_ms,
+            v.json_object("requestSession", request_session), v.json_object("metadata", metadata),
+            d.value,
+        )
+        return Task.from_json(raw)
+
+    async def accept(self, task_id: str, media_id: str, agent_id: str | None = None) -> Task:
+        v.check_id("taskId", task_id)
+        v.check_id("mediaId", media_id)
+        if agent_id is not None:
+            v.check_id("agentId", agent_id)
+        return Task.from_json(await self.call("accept_task", task_id, media_id, agent_id or ""))
+
+    async def close_media(self, task_id: str, media_id: str) -> Task:
+        v.check_id("taskId", task_id)
+        v.check_id("mediaId", media_id)
+        return Task.from_json(await self.call("close_media", task_id, media_id))
+
+    async def set_media_state(
+        self, task_id: str, media_id: str, state: MediaState | str, agent_id: str | None = None
+    ) -> Task:
+        st = v.check_enum("state", MediaState, state, (MediaState.ACTIVE, MediaState.CLOSED))
+        if st is MediaState.ACTIVE:
+            return await self.accept(task_id, media_id, agent_id)
+        return await self.close_media(task_id, media_id)
+
+    async def set_task_state(
+        self, task_id: str, name: TaskStateName | str, reason_code: str | None = None
+    ) -> Task:
+        v.check_id("taskId", task_id)
+        st = v.check_enum("name", TaskStateName, name, (TaskStateName.WRAP_UP, TaskStateName.CLOSED))
+        if reason_code is not None:
+            v.check_enum("reasonCode", ReasonCode, reason_code)
+        return Task.from_json(await self.call("set_task_state", task_id, st.value, reason_code or ""))
+
+    async def pull_task(
+        self, agent_id: str, conversation_id: str, mrd_id: str, *,
+        direction: Direction | str = Direction.INBOUND,
+        request_session: dict[str, Any] | None = None, metadata: dict[str, Any] | None = None,
+    ) -> tuple[Task, bool]:
+        """PULL mode / OUTBOUND. Returns the task and whether it was created."""
+        v.check_id("agentId", agent_id)
+        v.check_id("conversationId", conversation_id)
+        v.check_id("mrdId", mrd_id)
+        d = v.check_enum("direction", Direction, direction, (Direction.INBOUND, Direction.OUTBOUND))
+        status, raw = await self.call(
+            "pull_task", agent_id, conversation_id, mrd_id, d.value,
+            v.json_object("requestSession", request_session), v.json_object("metadata", metadata),
+        )
+        return Task.from_json(raw), int(status) == 201
+
+    async def conference(
+        self, conversation_id: str, *, queue_id: str | None = None, agent_id: str | None = None,
+        mrd_id: str | None = None, sla_ms: int | None = None, priority: int = 1,
+        request_session: dict[str, Any] | None = None, metadata: dict[str, Any] | None = None,
+    ) -> Task:
+        """A direct queue conference (queue_id) or a named-agent one (agent_id)."""
+        if (queue_id is None) == (agent_id is None):
+            raise v.ValidationError("give exactly one of queueId and agentId")
+        if queue_id is not None:
+            return await self.push_task(
+                conversation_id, queue_id, priority=priority, request_session=request_session,
+                metadata=metadata, direction=Direction.DIRECT_CONFERENCE,
+            )
+        v.check_id("conversationId", conversation_id)
+        v.check_id("agentId", agent_id)
+        if mrd_id is not None:
+            v.check_id("mrdId", mrd_id)
+        if sla_ms is not None:
+            v.check_int("agentSlaMs", sla_ms, 1, DAY_MS)
+        raw = await self.call(
+            "conference_agent", conversation_id, agent_id, mrd_id or "",
+            "" if sla_ms is None else sla_ms, v.json_object("requestSession", request_session),
+            v.json_object("metadata", metadata),
+        )
+        return Task.from_json(raw)
+
+    async def transfer(
+        self, conversation_id: str, from_agent_id: str, *, queue_id: str | None = None,
+        agent_id: str | None = None, sla_ms: int | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> Task:
+        """A direct queue transfer (queue_id) or a named agent transfer (agent_id)."""
+        v.check_id("conversationId", conversation_id)
+        v.check_id("fromAgentId", from_agent_id)
+        if (queue_id is None) == (agent_id is None):
+            raise v.ValidationError("give exactly one of queueId and agentId")
+        if queue_id is not None:
+            v.check_id("queueId", queue_id)
+        if agent_id is not None:
+            v.check_id("agentId", agent_id)
+        if sla_ms is not None:
+            v.check_int("agentSlaMs", sla_ms, 1, DAY_MS)
+        raw = await self.call(
+            "transfer_task", conversation_id, from_agent_id, queue_id or "", agent_id or "",
+            "" if sla_ms is None else sla_ms,
+            "" if metadata is None else v.json_object("metadata", metadata),
+        )
+        return Task.from_json(raw)
+
+    # Reads
+
+    async def get_task(self, task_id: str) -> Task:
+        return Task.from_json(await self.call("get_task", v.check_id("taskId", task_id)))
+
+    async def conversation_tasks(self, conversation_id: str) -> list[Task]:
+        raw = await self.call("list_tasks", "conversation", v.check_id("conversationId", conversation_id))
+        return [Task.from_dict(t) for t in json.loads(raw)["tasks"]]
+
+    async def agent_tasks(self, agent_id: str) -> list[Task]:
+        raw = await self.call("list_tasks", "agent", v.check_id("agentId", agent_id))
+        return [Task.from_dict(t) for t in json.loads(raw)["tasks"]]
+
+    # Timers and events
+
+    async def fire_due(self, limit: int = 500) -> FireResult:
+        """Fires up to `limit` due deadlines of this tenant, each exactly once."""
+        fired, processed, nxt, now, *lags = await self.call("fire_due", limit)
+        return FireResult(int(fired), int(processed), int(nxt), int(now), [int(x) for x in lags])
+
+    async def advance_clock(self, ms: int) -> None:
+        """Moves this tenant's clock forward (tests and simulations only)."""
+        await self.redis.incrby(self.prefix + "clock:offset", ms)
+
+    async def events(self, after: str = "-", count: int | None = None) -> list[Event]:
+        """The tenant's events after stream id `after` ('-' for all)."""
+        start = "-" if after == "-" else f"({after}"
+        return decode_entries(await self.redis.xrange(self.events_key, start, "+", count=count))

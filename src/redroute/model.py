@@ -1,0 +1,285 @@
+"""The object model of API.md: enums with the exact wire spellings, and
+dataclasses decoded from (and encoded back to) the camelCase JSON shapes."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class TaskStateName(StrEnum):
+    ACTIVE = "ACTIVE"
+    WRAP_UP = "WRAP_UP"
+    CLOSED = "CLOSED"
+
+
+class ReasonCode(StrEnum):
+    RONA = "RONA"
+    DONE = "DONE"
+    RESPONSE_TIMEOUT = "RESPONSE_TIMEOUT"
+    NO_AGENT_AVAILABLE = "NO_AGENT_AVAILABLE"
+    REROUTE = "REROUTE"
+    CANCELLED = "CANCELLED"
+    AGENT_LOGOUT = "AGENT_LOGOUT"
+    TRANSFERRED = "TRANSFERRED"
+    FORCE_CLOSED = "FORCE_CLOSED"
+    WRAP_UP_APPLIED = "WRAP_UP_APPLIED"
+    WRAP_UP_NOT_APPLIED = "WRAP_UP_NOT_APPLIED"
+    WRAP_UP_EXPIRED = "WRAP_UP_EXPIRED"
+
+
+class MediaState(StrEnum):
+    QUEUED = "QUEUED"
+    RESERVED = "RESERVED"
+    ACTIVE = "ACTIVE"
+    CLOSED = "CLOSED"
+
+
+class Direction(StrEnum):
+    INBOUND = "INBOUND"
+    OUTBOUND = "OUTBOUND"
+    DIRECT_TRANSFER = "DIRECT_TRANSFER"
+    DIRECT_CONFERENCE = "DIRECT_CONFERENCE"
+
+
+class Mode(StrEnum):
+    AGENT = "AGENT"
+    QUEUE = "QUEUE"
+
+
+class AgentState(StrEnum):
+    LOGIN = "LOGIN"
+    READY = "READY"
+    NOT_READY = "NOT_READY"
+    LOGOUT = "LOGOUT"
+
+
+class MrdState(StrEnum):
+    LOGOUT = "LOGOUT"
+    NOT_READY = "NOT_READY"
+    PENDING_NOT_READY = "PENDING_NOT_READY"
+    READY = "READY"
+    ACTIVE = "ACTIVE"
+    BUSY = "BUSY"
+
+
+class SelectionPolicy(StrEnum):
+    LONGEST_AVAILABLE = "LONGEST_AVAILABLE"
+    LEAST_ACTIVE = "LEAST_ACTIVE"
+
+
+class EventType(StrEnum):
+    TASK_STATE_CHANGED = "TASK_STATE_CHANGED"
+    AGENT_RESERVED = "AGENT_RESERVED"
+    NO_AGENT_AVAILABLE = "NO_AGENT_AVAILABLE"
+    AGENT_STATE_CHANGED = "AGENT_STATE_CHANGED"
+
+
+# Ids and tenants become parts of Redis keys: no ':' (the key separator), no
+# braces (the hash tag), no spaces or control characters.
+ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+\-]{0,127}$")
+TENANT_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+REASON_PATTERN = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
+MAX_PRIORITY = 100
+
+
+def _opt(cls: Any, value: Any) -> Any:
+    return None if value is None else cls(value)
+
+
+@dataclass(slots=True)
+class Mrd:
+    id: str
+    max_requests: int
+    auto_join: bool = False
+    wrap_up_enabled: bool = False
+    wrap_up_timeout_ms: int = 60_000
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Mrd:
+        return cls(d["id"], d["maxRequests"], d["autoJoin"], d["wrapUp"]["enabled"], d["wrapUp"]["timeoutMs"])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "maxRequests": self.max_requests,
+            "autoJoin": self.auto_join,
+            "wrapUp": {"enabled": self.wrap_up_enabled, "timeoutMs": self.wrap_up_timeout_ms},
+        }
+
+
+@dataclass(slots=True)
+class Queue:
+    id: str
+    mrd_id: str
+    agent_request_ttl_ms: int
+    agent_sla_ms: int
+    agent_selection_policy: SelectionPolicy
+    service_level_threshold_ms: int
+    # Live statistics, present on reads.
+    waiting: int | None = None
+    oldest_wait_ms: int | None = None
+    agents: dict[str, int] | None = None
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Queue:
+        return cls(
+            d["id"], d["mrdId"], d["agentRequestTtlMs"], d["agentSlaMs"],
+            SelectionPolicy(d["agentSelectionPolicy"]), d["serviceLevelThresholdMs"],
+            d.get("waiting"), d.get("oldestWaitMs"), d.get("agents"),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "id": self.id,
+            "mrdId": self.mrd_id,
+            "agentRequestTtlMs": self.agent_request_ttl_ms,
+            "agentSlaMs": self.agent_sla_ms,
+            "agentSelectionPolicy": self.agent_selection_policy.value,
+            "serviceLevelThresholdMs": self.service_level_threshold_ms,
+        }
+        if self.waiting is not None:
+            d.update(waiting=self.waiting, oldestWaitMs=self.oldest_wait_ms, agents=self.agents)
+        return d
+
+
+@dataclass(slots=True)
+class MrdStatus:
+    mrd_id: str
+    state: MrdState
+    reason_code: str | None
+    active_tasks: int
+    max_requests: int
+    state_change_time: int
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> MrdStatus:
+        return cls(d["mrdId"], MrdState(d["state"]), d["reasonCode"], d["activeTasks"],
+                   d["maxRequests"], d["stateChangeTime"])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "mrdId": self.mrd_id, "state": self.state.value, "reasonCode": self.reason_code,
+            "activeTasks": self.active_tasks, "maxRequests": self.max_requests,
+            "stateChangeTime": self.state_change_time,
+        }
+
+
+@dataclass(slots=True)
+class Agent:
+    id: str
+    state: AgentState
+    reason_code: str | None
+    queues: list[str]
+    attributes: dict[str, Any]
+    max_requests: dict[str, int]
+    mrd_states: list[MrdStatus]
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Agent:
+        return cls(
+            d["id"], AgentState(d["state"]["name"]), d["state"]["reasonCode"], d["queues"],
+            d["attributes"], d["maxRequests"], [MrdStatus.from_dict(m) for m in d["mrdStates"]],
+        )
+
+    def mrd(self, mrd_id: str) -> MrdStatus:
+        for m in self.mrd_states:
+            if m.mrd_id == mrd_id:
+                return m
+        raise KeyError(mrd_id)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "state": {"name": self.state.value, "reasonCode": self.reason_code},
+            "queues": self.queues,
+            "attributes": self.attributes,
+            "maxRequests": self.max_requests,
+            "mrdStates": [m.to_dict() for m in self.mrd_states],
+        }
+
+
+@dataclass(slots=True)
+class Media:
+    id: str
+    mrd_id: str
+    state: MediaState
+    queue_id: str | None
+    enqueue_time: int
+    answer_time: int | None
+    request_session: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Media:
+        return cls(d["id"], d["mrdId"], MediaState(d["state"]), d["queueId"], d["enqueueTime"],
+                   d["answerTime"], d["requestSession"])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "mrdId": self.mrd_id, "state": self.state.value,
+            "queueId": self.queue_id, "enqueueTime": self.enqueue_time,
+            "answerTime": self.answer_time, "requestSession": self.request_session,
+        }
+
+
+@dataclass(slots=True)
+class Task:
+    id: str
+    request_id: str
+    conversation_id: str
+    state: TaskStateName
+    reason_code: ReasonCode | None
+    assigned_to: str | None
+    direction: Direction
+    mode: Mode
+    queue_id: str | None
+    mrd_id: str
+    priority: int
+    active_media: list[Media]
+    enqueue_time: int
+    ttl_deadline: int | None
+    created_at: int
+    updated_at: int
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Task:
+        return cls(
+            d["id"], d["requestId"], d["conversationId"], TaskStateName(d["state"]["name"]),
+            _opt(ReasonCode, d["state"]["reasonCode"]), d["assignedTo"],
+            Direction(d["type"]["direction"]), Mode(d["type"]["mode"]), d["queueId"], d["mrdId"],
+            d["priority"], [Media.from_dict(m) for m in d["activeMedia"]], d["enqueueTime"],
+            d["ttlDeadline"], d["createdAt"], d["updatedAt"], d["metadata"],
+        )
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> Task:
+        return cls.from_dict(json.loads(raw))
+
+    @property
+    def media(self) -> Media:
+        """The task's first media (most tasks have exactly one)."""
+        return self.active_media[0]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "requestId": self.request_id,
+            "conversationId": self.conversation_id,
+            "state": {"name": self.state.value,
+                      "reasonCode": self.reason_code.value if self.reason_code else None},
+            "assignedTo": self.assigned_to,
+            "type": {"direction": self.direction.value, "mode": self.mode.value},
+            "queueId": self.queue_id,
+            "mrdId": self.mrd_id,
+            "priority": self.priority,
+            "activeMedia": [m.to_dict() for m in self.active_media],
+            "enqueueTime": self.enqueue_time,
+            "ttlDeadline": self.ttl_deadline,
+            "createdAt": self.created_at,
+            "updatedAt": self.updated_at,
+            "metadata": self.metadata,
+        }
