@@ -1,0 +1,598 @@
+"""The aiohttp application: API.md's endpoints over redroute.Engine.
+
+Handlers only validate (pydantic schemas), call one Engine method and encode
+the result; every decision is made by the Lua scripts behind the Engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import logging
+import re
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pydantic
+from aiohttp import web
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from .. import validation as v
+from ..engine import DEFAULT_EVENTS_MAXLEN, DEFAULT_RETENTION_MS, TENANTS_KEY, Engine
+from ..errors import RedisUnavailable, RedrouteError
+from ..scripts import ScriptRunner
+from ..timers import HEARTBEAT_KEY, TimerWorker
+from . import schemas as s
+from .auth import TENANT_KEY, KeyRing, auth_middleware, security_components
+from .metrics import Metrics
+from .negotiation import decode_body, encode
+from .problem import REDIS_UNAVAILABLE, Problem, bad_request, from_http_exception
+from .sse import EventHub, Filter, gap_event, stream, trimmed_after
+
+log = logging.getLogger("redroute.http")
+
+
+@dataclass
+class Settings:
+    max_body_bytes: int = 256 * 1024
+    sse_keepalive: float = 15.0  # seconds between keep-alive comments
+    sse_queue_size: int = 1024  # entries buffered per SSE client before it is dropped
+    sse_block_ms: int = 1000  # XREAD BLOCK; below the Redis socket timeout
+    require_timer_worker: bool = True  # /healthz fails without a worker heartbeat
+    count_events: bool = True  # this process feeds the event counters of /metrics
+    tenant_cache: int = 4096
+    events_maxlen: int = DEFAULT_EVENTS_MAXLEN  # approximate MAXLEN of each event stream
+    retention_ms: int = DEFAULT_RETENTION_MS  # closed tasks stay readable this long
+    # API key -> tenant (auth.py); None/empty: no authentication at all
+    api_keys: dict[str, str] | None = None
+    protect_ops: bool = False  # /healthz and /metrics need a key too (any tenant's)
+
+
+@dataclass
+class State:
+    redis: Any
+    runner: ScriptRunner
+    settings: Settings
+    metrics: Metrics
+    hub: EventHub
+    worker: TimerWorker | None = None
+    engines: OrderedDict[str, Engine] = field(default_factory=OrderedDict)
+    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    tapped: set[str] = field(default_factory=set)
+
+    def engine(self, tenant: str) -> Engine:
+        e = self.engines.get(tenant)
+        if e is None:
+            # Bounded: the tenant comes from a header anyone can set.
+            e = Engine(self.redis, v.check_tenant(tenant), runner=self.runner,
+                       events_maxlen=self.settings.events_maxlen,
+                       retention_ms=self.settings.retention_ms)
+            self.engines[tenant] = e
+            if len(self.engines) > self.settings.tenant_cache:
+                self.engines.popitem(last=False)
+        else:
+            self.engines.move_to_end(tenant)
+        return e
+
+    async def tap(self, tenant: str, limit: int = 100) -> None:
+        """Keeps a feed reading the tenant's stream so the event counters of
+        /metrics see every event (one process per server does this)."""
+        if not self.settings.count_events or tenant in self.tapped or len(self.tapped) >= limit:
+            return
+        engine = self.engine(tenant)
+        feed = self.hub.feed(tenant, engine.events_key)
+        feed.keep_running = True
+        await feed.ensure_running()
+        self.tapped.add(tenant)
+
+
+STATE = web.AppKey("redroute", State)
+
+
+# The route table: each operation's method, path, schemas and success status.
+# The OpenAPI document is generated from it.
+
+
+@dataclass
+class Ctx:
+    request: web.Request
+    engine: Engine
+    path: dict[str, str]
+    body: Any
+
+
+Handler = Callable[[Ctx], Awaitable[tuple[int, Any]]]
+
+
+@dataclass
+class Operation:
+    method: str
+    path: str
+    op_id: str
+    summary: str
+    tag: str
+    fn: Handler
+    body: type[pydantic.BaseModel] | None = None
+    response: type[pydantic.BaseModel] | None = None
+    statuses: tuple[int, ...] = (200,)
+    errors: tuple[int, ...] = (404, 422)
+
+
+OPERATIONS: list[Operation] = []
+
+
+def operation(method: str, path: str, op_id: str, summary: str, tag: str, *,
+              body: type[pydantic.BaseModel] | None = None,
+              response: type[pydantic.BaseModel] | None = None,
+              statuses: tuple[int, ...] = (200,),
+              errors: tuple[int, ...] = (404, 422)) -> Callable[[Handler], Handler]:
+    def register(fn: Handler) -> Handler:
+        errs = set(errors) | {503}
+        if body is not None:
+            errs |= {400, 413, 415, 422}
+        if "{" in path:
+            errs |= {422}
+        OPERATIONS.append(Operation(method, path, op_id, summary, tag, fn, body, response,
+                                    statuses, tuple(sorted(errs))))
+        return fn
+    return register
+
+
+def _task(t: Any) -> dict[str, Any]:
+    return t.to_dict()
+
+
+def _tasks(ts: list[Any]) -> dict[str, Any]:
+    return {"tasks": [t.to_dict() for t in ts]}
+
+
+# Configuration
+
+@operation("PUT", "/v1/mrds/{mrdId}", "putMrd", "Create or replace an MRD", "config",
+           body=s.MrdBody, response=s.Mrd)
+async def put_mrd(c: Ctx) -> tuple[int, Any]:
+    b: s.MrdBody = c.body
+    m = await c.engine.put_mrd(c.path["mrdId"], max_requests=b.maxRequests, auto_join=b.autoJoin,
+                               wrap_up_enabled=b.wrapUp.enabled,
+                               wrap_up_timeout_ms=b.wrapUp.timeoutMs)
+    return 200, m.to_dict()
+
+
+@operation("GET", "/v1/mrds/{mrdId}", "getMrd", "Read an MRD", "config", response=s.Mrd)
+async def get_mrd(c: Ctx) -> tuple[int, Any]:
+    return 200, (await c.engine.get_mrd(c.path["mrdId"])).to_dict()
+
+
+@operation("PUT", "/v1/queues/{queueId}", "putQueue", "Create or replace a queue", "config",
+           body=s.QueueBody, response=s.Queue, errors=(404, 409, 422))
+async def put_queue(c: Ctx) -> tuple[int, Any]:
+    b: s.QueueBody = c.body
+    q = await c.engine.put_queue(
+        c.path["queueId"], mrd_id=b.mrdId, agent_request_ttl_ms=b.agentRequestTtlMs,
+        agent_sla_ms=b.agentSlaMs, agent_selection_policy=b.agentSelectionPolicy,
+        service_level_threshold_ms=b.serviceLevelThresholdMs)
+    return 200, q.to_dict()
+
+
+@operation("GET", "/v1/queues/{queueId}", "getQueue",
+           "Read a queue with its live statistics (waiting, oldestWaitMs, agents)", "config",
+           response=s.Queue)
+async def get_queue(c: Ctx) -> tuple[int, Any]:
+    return 200, (await c.engine.get_queue(c.path["queueId"])).to_dict()
+
+
+@operation("PUT", "/v1/agents/{agentId}", "putAgent", "Create or replace an agent", "config",
+           body=s.AgentBody, response=s.Agent)
+async def put_agent(c: Ctx) -> tuple[int, Any]:
+    b: s.AgentBody = c.body
+    a = await c.engine.put_agent(c.path["agentId"], queues=b.queues, attributes=b.attributes,
+                                 max_requests=b.maxRequests)
+    return 200, a.to_dict()
+
+
+@operation("GET", "/v1/agents/{agentId}", "getAgent", "Read an agent with its MRD states",
+           "agents", response=s.Agent)
+async def get_agent(c: Ctx) -> tuple[int, Any]:
+    return 200, (await c.engine.get_agent(c.path["agentId"])).to_dict()
+
+
+# Agents
+
+@operation("POST", "/v1/agents/{agentId}/state", "setAgentState",
+           "Set an agent's global state, or one MRD's state", "agents",
+           body=s.AgentStateBody, response=s.Agent, errors=(404, 409, 422))
+async def set_agent_state(c: Ctx) -> tuple[int, Any]:
+    b: s.AgentStateBody = c.body
+    a = await c.engine.set_agent_state(c.path["agentId"], b.state, mrd_id=b.mrdId,
+                                       reason_code=b.reasonCode)
+    return 200, a.to_dict()
+
+
+@operation("GET", "/v1/agents/{agentId}/tasks", "listAgentTasks", "An agent's live tasks",
+           "tasks", response=s.TaskList)
+async def agent_tasks(c: Ctx) -> tuple[int, Any]:
+    return 200, _tasks(await c.engine.agent_tasks(c.path["agentId"]))
+
+
+# Tasks
+
+@operation("POST", "/v1/tasks", "pushTask", "PUSH mode: a routing request to a queue", "tasks",
+           body=s.PushBody, response=s.Task, statuses=(201,), errors=(404, 422))
+async def push_task(c: Ctx) -> tuple[int, Any]:
+    b: s.PushBody = c.body
+    t = await c.engine.push_task(b.conversationId, b.queueId, priority=b.priority,
+                                 agent_request_ttl_ms=b.agentRequestTtlMs,
+                                 request_session=b.requestSession, metadata=b.metadata)
+    return 201, _task(t)
+
+
+@operation("POST", "/v1/agents/{agentId}/tasks", "pullTask",
+           "PULL mode / OUTBOUND: a task for a known agent (201 new, 200 existing)", "tasks",
+           body=s.PullBody, response=s.Task, statuses=(200, 201), errors=(404, 409, 422))
+async def pull_task(c: Ctx) -> tuple[int, Any]:
+    b: s.PullBody = c.body
+    t, created = await c.engine.pull_task(c.path["agentId"], b.conversationId, b.mrdId,
+                                          direction=b.direction,
+                                          request_session=b.requestSession, metadata=b.metadata)
+    return (201 if created else 200), _task(t)
+
+
+@operation("POST", "/v1/conversations/{conversationId}/conference", "conference",
+           "Conference a queue ({queueId}) or a named agent ({agentId}) in", "tasks",
+           body=s.ConferenceBody, response=s.Task, statuses=(201,), errors=(404, 409, 422))
+async def conference(c: Ctx) -> tuple[int, Any]:
+    b: s.ConferenceBody = c.body
+    t = await c.engine.conference(c.path["conversationId"], queue_id=b.queueId,
+                                  agent_id=b.agentId, mrd_id=b.mrdId, sla_ms=b.agentSlaMs,
+                                  priority=b.priority, request_session=b.requestSession,
+                                  metadata=b.metadata)
+    return 201, _task(t)
+
+
+@operation("POST", "/v1/conversations/{conversationId}/transfer", "transfer",
+           "Transfer the conversation to a queue ({queueId}) or a named agent ({agentId})",
+           "tasks", body=s.TransferBody, response=s.Task, statuses=(201,),
+           errors=(404, 409, 422))
+async def transfer(c: Ctx) -> tuple[int, Any]:
+    b: s.TransferBody = c.body
+    t = await c.engine.transfer(c.path["conversationId"], b.fromAgentId, queue_id=b.queueId,
+                                agent_id=b.agentId, sla_ms=b.agentSlaMs, metadata=b.metadata)
+    return 201, _task(t)
+
+
+@operation("GET", "/v1/conversations/{conversationId}/tasks", "listConversationTasks",
+           "A conversation's tasks, live and recently closed, oldest first", "tasks",
+           response=s.TaskList)
+async def conversation_tasks(c: Ctx) -> tuple[int, Any]:
+    return 200, _tasks(await c.engine.conversation_tasks(c.path["conversationId"]))
+
+
+@operation("PUT", "/v1/tasks/{taskId}/media/{mediaId}/state", "setMediaState",
+           "Accept (ACTIVE) or close (CLOSED) one media of a task", "tasks",
+           body=s.MediaStateBody, response=s.Task, errors=(404, 409, 422))
+async def set_media_state(c: Ctx) -> tuple[int, Any]:
+    b: s.MediaStateBody = c.body
+    t = await c.engine.set_media_state(c.path["taskId"], c.path["mediaId"], b.state, b.agentId)
+    return 200, _task(t)
+
+
+@operation("PUT", "/v1/tasks/{taskId}/state", "setTaskState",
+           "WRAP_UP or CLOSED a task (CLOSED/RONA on a reserved task declines it)", "tasks",
+           body=s.TaskStateBody, response=s.Task, errors=(404, 409, 422))
+async def set_task_state(c: Ctx) -> tuple[int, Any]:
+    b: s.TaskStateBody = c.body
+    reason = b.reasonCode.value if b.reasonCode is not None else None
+    return 200, _task(await c.engine.set_task_state(c.path["taskId"], b.name, reason))
+
+
+@operation("GET", "/v1/tasks/{taskId}", "getTask", "Read a task", "tasks", response=s.Task)
+async def get_task(c: Ctx) -> tuple[int, Any]:
+    return 200, _task(await c.engine.get_task(c.path["taskId"]))
+
+
+# Plumbing
+
+def _tenant(request: web.Request) -> str:
+    # With API keys the authenticated key decides (auth.py); else the header.
+    tenant = request.get(TENANT_KEY)
+    return tenant if tenant is not None else request.headers.get("X-Tenant", "default")
+
+
+def _path(request: web.Request) -> dict[str, str]:
+    out = {}
+    for name, value in request.match_info.items():
+        try:
+            out[name] = s.ID_ADAPTER.validate_python(value)
+        except pydantic.ValidationError:
+            raise bad_request(
+                f"path parameter {name} must be 1-128 characters of letters, digits and _.@+- "
+                f"starting with a letter or digit; got {value!r:.80}", status=422) from None
+    return out
+
+
+def _validation_problem(e: pydantic.ValidationError, where: str = "body") -> Problem:
+    errors = []
+    for err in e.errors(include_url=False, include_context=False, include_input=False):
+        loc = ".".join(str(p) for p in err["loc"])
+        errors.append({"loc": f"{where}.{loc}" if loc else where, "msg": err["msg"],
+                       "type": err["type"]})
+    detail = "; ".join(f"{x['loc']}: {x['msg']}" for x in errors[:5])
+    return Problem(422, "VALIDATION_ERROR", detail, extra={"errors": errors})
+
+
+def endpoint(op: Operation) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def handle(request: web.Request) -> web.StreamResponse:
+        st = request.app[STATE]
+        engine = st.engine(_tenant(request))
+        path = _path(request)
+        body = None
+        if op.body is not None:
+            data = decode_body(request.content_type, await request.read())
+            if not isinstance(data, dict):
+                raise bad_request("the request body must be an object")
+            try:
+                body = op.body.model_validate(data)
+            except pydantic.ValidationError as e:
+                raise _validation_problem(e) from None
+        status, payload = await op.fn(Ctx(request, engine, path, body))
+        if op.method == "PUT" and engine.tenant not in st.tapped:
+            # A tenant configured here: count its events from now on.
+            with contextlib.suppress(RedisError, OSError):
+                await st.tap(engine.tenant)
+        resp = encode(request, status, payload)
+        if status == 201 and isinstance(payload, dict) and "id" in payload:
+            resp.headers["Location"] = f"/v1/tasks/{payload['id']}"
+        return resp
+
+    handle.__name__ = op.op_id
+    return handle
+
+
+REDIS_DOWN = (RedisUnavailable, RedisConnectionError, RedisTimeoutError)
+
+
+@web.middleware
+async def problems_and_metrics(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Every error becomes a problem document; every request is timed."""
+    started = time.perf_counter()
+    st = request.app[STATE]
+    resource = request.match_info.route.resource
+    route = resource.canonical if resource is not None else "unmatched"
+    status = 500
+    try:
+        resp = await handler(request)
+    except Problem as p:
+        resp = p.response()
+    except web.HTTPException as e:
+        if e.status < 400:
+            raise
+        resp = from_http_exception(e).response()
+    except REDIS_DOWN as e:
+        st.metrics.redis_errors.labels("http").inc()
+        resp = Problem(503, REDIS_UNAVAILABLE, f"Redis is unavailable: {e}",
+                       headers={"Retry-After": "1"}).response()
+    except RedrouteError as e:
+        resp = Problem(e.status, e.code, e.detail, title=e.title).response()
+    except (ConnectionResetError, asyncio.CancelledError):
+        raise  # the client has gone: nothing to answer
+    except RedisError as e:
+        log.exception("Redis error on %s %s", request.method, request.path)
+        resp = Problem(500, "INTERNAL", f"Redis error: {type(e).__name__}").response()
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        resp = Problem(500, "INTERNAL", "internal error; see the server log").response()
+    status = resp.status
+    if route != "/v1/events":  # a stream's duration is not a request latency
+        st.metrics.latency.labels(request.method, route).observe(time.perf_counter() - started)
+    st.metrics.responses.labels(request.method, route, str(status)).inc()
+    return resp
+
+
+# Operations outside the route table's shape
+
+
+async def events(request: web.Request) -> web.StreamResponse:
+    """GET /v1/events: the tenant's events as Server-Sent Events."""
+    st = request.app[STATE]
+    engine = st.engine(_tenant(request))
+    q = request.query
+    try:
+        types: frozenset[str] | None = None
+        if "type" in q:
+            names = [n.strip() for raw in q.getall("type") for n in raw.split(",") if n.strip()]
+            bad = [n for n in names if n not in s.EVENT_TYPES]
+            if bad:
+                raise bad_request(f"type must be among {', '.join(s.EVENT_TYPES)}; got {bad[0]!r:.40}",
+                                  status=422)
+            types = frozenset(names)
+        ids = {k: s.ID_ADAPTER.validate_python(q[k]) for k in ("agentId", "queueId", "conversationId")
+               if k in q}
+        after = request.headers.get("Last-Event-ID") or q.get("lastEventId") or None
+        if after is not None:
+            after = pydantic.TypeAdapter(s.StreamId).validate_python(after.strip())
+    except pydantic.ValidationError as e:
+        raise _validation_problem(e, "query") from None
+    wants = Filter(types, ids.get("agentId"), ids.get("queueId"), ids.get("conversationId"))
+    feed = st.hub.feed(engine.tenant, engine.events_key)
+    # The first Redis read comes before the response starts, so an
+    # unavailable Redis is still a 503 problem document.
+    start = after if after is not None else await feed.tail()
+    gap = await trimmed_after(st.redis, engine.events_key, after) if after is not None else None
+    first = await feed.range_after(start, 500)
+    resp = web.StreamResponse(headers={
+        "Content-Type": "text/event-stream; charset=utf-8",
+        "Cache-Control": "no-cache",
+        "X-Accel-Buffering": "no",  # proxies must not buffer the stream
+    })
+    await resp.prepare(request)
+    st.metrics.sse_clients.inc()
+    reason = "closed"
+    try:
+        await resp.write(b"retry: 1000\n\n")
+        if gap is not None:
+            await resp.write(gap_event(after, gap))
+        reason = await stream(feed, wants, start, resp.write, queue_size=st.settings.sse_queue_size,
+                              keepalive=st.settings.sse_keepalive, first_page=first,
+                              on_drop=lambda: _close(request))
+    except (ConnectionResetError, ConnectionError, asyncio.CancelledError):
+        reason = "client left"
+    except REDIS_DOWN + (RedisError,) as e:
+        st.metrics.redis_errors.labels("sse").inc()
+        reason = f"redis: {e}"  # the client reconnects with Last-Event-ID
+    finally:
+        st.metrics.sse_clients.dec()
+        log.debug("SSE stream ended: %s", reason)
+    with contextlib.suppress(Exception):
+        await resp.write_eof()
+    return resp
+
+
+def _close(request: web.Request) -> None:
+    # abort, not close: close() waits to flush a buffer the client never reads.
+    transport = request.transport
+    if transport is not None:
+        transport.abort()
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """Redis reachable, scripts loaded, a timer worker alive."""
+    st = request.app[STATE]
+    h = {"status": "unavailable", "redis": False, "scripts": False, "timerWorker": False}
+    try:
+        await st.redis.ping()
+        h["redis"] = True
+        shas = [sc.sha for sc in st.runner.scripts.values()]
+        if not all(await st.redis.script_exists(*shas)):
+            await st.runner.load_all(st.redis)  # e.g. Redis restarted: heal now
+        h["scripts"] = all(await st.redis.script_exists(*shas))
+        beat = bool(await st.redis.exists(HEARTBEAT_KEY))
+        # An in-process worker must also be running here, not just somewhere.
+        local = any(t.get_name() == "timer-worker" and not t.done() for t in st.tasks)
+        h["timerWorker"] = beat and (st.worker is None or local)
+    except (RedisError, OSError) as e:
+        st.metrics.redis_errors.labels("healthz").inc()
+        h["detail"] = f"Redis is unavailable: {e}"
+    ok = h["redis"] and h["scripts"] and (h["timerWorker"] or not st.settings.require_timer_worker)
+    if ok:
+        h["status"] = "ok"
+    return web.json_response(h, status=200 if ok else 503)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    st = request.app[STATE]
+    if st.worker is not None:
+        st.metrics.pump_timer(st.worker)
+    body, ctype = await st.metrics.render(st.redis, st.engine)
+    resp = web.Response(body=body)
+    resp.headers["Content-Type"] = ctype
+    return resp
+
+
+async def openapi(request: web.Request) -> web.Response:
+    from .openapi import document
+
+    doc = document()
+    if request.app[STATE].settings.api_keys:
+        doc = copy.deepcopy(doc)  # document() is cached: never mutate it
+        doc["components"]["securitySchemes"] = security_components()
+        doc["security"] = [{"bearerAuth": []}]
+        doc["paths"]["/openapi.json"]["get"]["security"] = []
+        if not request.app[STATE].settings.protect_ops:
+            for p in ("/healthz", "/metrics"):
+                doc["paths"][p]["get"]["security"] = []
+    return web.json_response(doc)
+
+
+# Background work tied to the application's lifetime
+
+
+async def _background(app: web.Application) -> AsyncIterator[None]:
+    st = app[STATE]
+    if st.worker is not None:
+        st.tasks.append(asyncio.create_task(st.worker.run(), name="timer-worker"))
+        st.tasks.append(asyncio.create_task(_pump_timer(st), name="timer-metrics"))
+    if st.settings.count_events:
+        st.tasks.append(asyncio.create_task(_tap_tenants(st), name="event-counter"))
+    yield
+    if st.worker is not None:
+        st.worker.stop()
+    for t in st.tasks:
+        if t.get_name() != "timer-worker":
+            t.cancel()
+    for t in st.tasks:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await asyncio.wait_for(t, 5)
+    st.tasks.clear()
+    await st.hub.close()
+
+
+async def _pump_timer(st: State) -> None:
+    assert st.worker is not None
+    while True:
+        await asyncio.sleep(1.0)
+        st.metrics.pump_timer(st.worker)
+
+
+async def _tap_tenants(st: State, every: float = 10.0) -> None:
+    """Taps every tenant Redis knows (configured through any process)."""
+    while True:
+        try:
+            for tenant in sorted(await st.redis.smembers(TENANTS_KEY)):
+                with contextlib.suppress(RedrouteError):
+                    await st.tap(tenant)
+        except (RedisError, OSError) as e:
+            st.metrics.redis_errors.labels("metrics").inc()
+            log.debug("event counter: tenants unreadable: %s", e)
+        await asyncio.sleep(every)
+
+
+async def _on_shutdown(app: web.Application) -> None:
+    # Ends SSE streams first, so the graceful shutdown only waits for
+    # ordinary requests.
+    await app[STATE].hub.close()
+
+
+def create_app(
+    redis: Any,
+    *,
+    settings: Settings | None = None,
+    runner: ScriptRunner | None = None,
+    timer_worker: TimerWorker | None = None,
+) -> web.Application:
+    """The HTTP application on a Redis client (real or embedded). With a
+    timer_worker it runs that worker for the application's lifetime."""
+    from ..engine import default_runner
+
+    settings = settings or Settings()
+    runner = runner or default_runner()
+    m = Metrics()
+    hub = EventHub(redis, block_ms=settings.sse_block_ms, queue_size=settings.sse_queue_size,
+                   on_entries=m.count_entries if settings.count_events else None,
+                   on_redis_error=lambda e: m.redis_errors.labels("stream").inc(),
+                   on_drop=m.sse_dropped.inc)
+    middlewares: list[Any] = [problems_and_metrics]
+    if settings.api_keys:
+        middlewares.append(auth_middleware(KeyRing.from_map(settings.api_keys),
+                                           protect_ops=settings.protect_ops))
+    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=middlewares)
+    app[STATE] = State(redis, runner, settings, m, hub, timer_worker)
+    for op in OPERATIONS:
+        # Any segment matches, braces included, so a malformed id is a 422
+        # from validation rather than a 404 from the router.
+        route_path = re.sub(r"\{(\w+)\}", r"{\1:[^/]+}", op.path)
+        app.router.add_route(op.method, route_path, endpoint(op), name=op.op_id)
+    app.router.add_get("/v1/events", events, name="events")
+    app.router.add_get("/healthz", healthz, name="healthz")
+    app.router.add_get("/metrics", metrics, name="metrics")
+    app.router.add_get("/openapi.json", openapi, name="openapi")
+    app.cleanup_ctx.append(_background)
+    app.on_shutdown.append(_on_shutdown)
+    return app

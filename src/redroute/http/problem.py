@@ -1,0 +1,93 @@
+"""RFC 9457 problem documents: the one error shape of the API.
+
+`code` is always one of API.md's codes (VALIDATION_ERROR, NOT_FOUND,
+INVALID_TRANSITION, REDIS_UNAVAILABLE), UNAUTHORIZED/FORBIDDEN when API keys
+are configured, plus INTERNAL for a 5xx that is a bug; the HTTP status says the rest (e.g. 413 or 415 carry VALIDATION_ERROR).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+PROBLEM_JSON = "application/problem+json"
+TYPE_BASE = "https://redroute.dev/problems/"
+
+VALIDATION_ERROR = "VALIDATION_ERROR"
+NOT_FOUND = "NOT_FOUND"
+INVALID_TRANSITION = "INVALID_TRANSITION"
+REDIS_UNAVAILABLE = "REDIS_UNAVAILABLE"
+INTERNAL = "INTERNAL"
+UNAUTHORIZED = "UNAUTHORIZED"  # 401: no or an invalid API key
+FORBIDDEN = "FORBIDDEN"  # 403: the API key does not give access to the tenant
+
+_TITLES = {
+    VALIDATION_ERROR: "Invalid request",
+    NOT_FOUND: "Not found",
+    INVALID_TRANSITION: "Invalid transition",
+    REDIS_UNAVAILABLE: "Redis unavailable",
+    INTERNAL: "Internal error",
+    UNAUTHORIZED: "Unauthorized",
+    FORBIDDEN: "Forbidden",
+}
+
+
+class Problem(Exception):
+    """Raised anywhere in the HTTP layer; the middleware renders it."""
+
+    def __init__(
+        self, status: int, code: str, detail: str, *, title: str | None = None,
+        extra: dict[str, Any] | None = None, headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.code = code
+        self.detail = detail
+        self.title = title or _TITLES.get(code, "Error")
+        self.extra = extra or {}
+        self.headers = headers or {}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "type": TYPE_BASE + self.code.lower().replace("_", "-"),
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+            "code": self.code,
+            **self.extra,
+        }
+
+    def response(self) -> web.Response:
+        body = json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False, default=str)
+        return web.Response(status=self.status, body=body.encode(), content_type=PROBLEM_JSON,
+                            headers=self.headers)
+
+
+def bad_request(detail: str, status: int = 400, **extra: Any) -> Problem:
+    return Problem(status, VALIDATION_ERROR, detail, extra=extra or None)
+
+
+def invalid(detail: str, **extra: Any) -> Problem:
+    return Problem(422, VALIDATION_ERROR, detail, extra=extra or None)
+
+
+def from_http_exception(exc: web.HTTPException) -> Problem:
+    """aiohttp's own 4xx/5xx (no route, wrong method, body too large …)."""
+    status = exc.status
+    if status == 404:
+        code = NOT_FOUND
+    elif status in (502, 503, 504):
+        code = REDIS_UNAVAILABLE if status == 503 else INTERNAL
+    elif 400 <= status < 500:
+        code = VALIDATION_ERROR
+    else:
+        code = INTERNAL
+    headers = {}
+    if status == 405 and "Allow" in exc.headers:
+        headers["Allow"] = exc.headers["Allow"]
+    detail = exc.text if exc.text and exc.text != exc.reason else f"{status}: {exc.reason}"
+    if status == 404:
+        detail = "no such resource"
+    return Problem(status, code, detail, title=exc.reason, headers=headers)

@@ -1,0 +1,302 @@
+"""The wire shapes of API.md as pydantic models: request bodies (validated
+here, before the engine is called) and response documents (used for the
+OpenAPI description; responses themselves come from redroute.model).
+
+Rule for unknown fields: a request body with a field this version does not
+know is rejected with 422 VALIDATION_ERROR (extra="forbid"), so a typo never
+silently falls back to a default. Numbers and booleans are strict: "5" is
+not 5 and 1 is not true.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    model_validator,
+)
+
+from ..engine import DAY_MS
+from ..model import (
+    ID_PATTERN,
+    MAX_PRIORITY,
+    REASON_PATTERN,
+    TENANT_PATTERN,
+    AgentState,
+    Direction,
+    EventType,
+    MediaState,
+    Mode,
+    MrdState,
+    ReasonCode,
+    SelectionPolicy,
+    TaskStateName,
+)
+
+Id = Annotated[str, StringConstraints(pattern=ID_PATTERN.pattern, max_length=128)]
+Tenant = Annotated[str, StringConstraints(pattern=TENANT_PATTERN.pattern, max_length=64)]
+Reason = Annotated[str, StringConstraints(pattern=REASON_PATTERN.pattern, max_length=64)]
+# Stream entry ids ("<ms>-<seq>", or "<ms>"), from Last-Event-ID.
+STREAM_ID_PATTERN = r"^[0-9]{1,20}(-[0-9]{1,20})?$"
+
+
+def _stream_id_in_range(value: str) -> str:
+    # Each part is a 64-bit unsigned integer in Redis: a larger one is a
+    # Redis error (was a 500), so it is a validation error here.
+    if any(int(part) > 2**64 - 1 for part in value.split("-")):
+        raise ValueError("stream id parts must be at most 18446744073709551615")
+    return value
+
+
+StreamId = Annotated[str, StringConstraints(pattern=STREAM_ID_PATTERN, max_length=41),
+                     AfterValidator(_stream_id_in_range)]
+
+ID_ADAPTER: TypeAdapter[str] = TypeAdapter(Id)
+
+
+def _int(low: int, high: int, **kw: Any) -> Any:
+    return Field(strict=True, ge=low, le=high, **kw)
+
+
+JsonObject = dict[str, Any]
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=False)
+
+
+# Requests
+
+
+class WrapUpBody(Body):
+    enabled: bool = Field(False, strict=True)
+    timeoutMs: int = _int(1, DAY_MS, default=60_000)
+
+
+class MrdBody(Body):
+    """PUT /v1/mrds/{mrdId}"""
+
+    maxRequests: int = _int(1, 1000, default=1)
+    autoJoin: bool = Field(False, strict=True)
+    wrapUp: WrapUpBody = Field(default_factory=WrapUpBody)
+
+
+class QueueBody(Body):
+    """PUT /v1/queues/{queueId}"""
+
+    mrdId: Id
+    agentRequestTtlMs: int = _int(1, 7 * DAY_MS, default=300_000)
+    agentSlaMs: int = _int(1, DAY_MS, default=30_000, description="the RONA timeout")
+    agentSelectionPolicy: SelectionPolicy = SelectionPolicy.LONGEST_AVAILABLE
+    serviceLevelThresholdMs: int = _int(0, 7 * DAY_MS, default=20_000)
+
+
+class AgentBody(Body):
+    """PUT /v1/agents/{agentId}"""
+
+    queues: list[Id] = Field(default_factory=list, max_length=256)
+    attributes: JsonObject = Field(default_factory=dict)
+    maxRequests: dict[Id, Annotated[int, _int(1, 1000)]] = Field(
+        default_factory=dict, description="per-MRD overrides of the MRD's maxRequests")
+
+
+class AgentStateBody(Body):
+    """POST /v1/agents/{agentId}/state"""
+
+    state: AgentState
+    mrdId: Id | None = None
+    reasonCode: Reason | None = None
+
+    @model_validator(mode="after")
+    def _mrd_states(self) -> AgentStateBody:
+        if self.mrdId is not None and self.state not in (AgentState.READY, AgentState.NOT_READY):
+            raise ValueError("with mrdId, state must be READY or NOT_READY")
+        return self
+
+
+class PushBody(Body):
+    """POST /v1/tasks"""
+
+    conversationId: Id
+    queueId: Id
+    priority: int = _int(0, MAX_PRIORITY, default=1, description="higher is served first")
+    agentRequestTtlMs: int | None = _int(1, 7 * DAY_MS, default=None)
+    requestSession: JsonObject | None = None
+    metadata: JsonObject | None = None
+
+
+class PullBody(Body):
+    """POST /v1/agents/{agentId}/tasks"""
+
+    conversationId: Id
+    mrdId: Id
+    direction: Literal["INBOUND", "OUTBOUND"] = "INBOUND"
+    requestSession: JsonObject | None = None
+    metadata: JsonObject | None = None
+
+
+class _OneTarget(Body):
+    queueId: Id | None = None
+    agentId: Id | None = None
+
+    @model_validator(mode="after")
+    def _one_target(self) -> _OneTarget:
+        if (self.queueId is None) == (self.agentId is None):
+            raise ValueError("give exactly one of queueId and agentId")
+        return self
+
+
+class ConferenceBody(_OneTarget):
+    """POST /v1/conversations/{conversationId}/conference"""
+
+    mrdId: Id | None = Field(None, description="named-agent conference: the MRD (default: the "
+                             "conversation's newest live task's)")
+    agentSlaMs: int | None = _int(1, DAY_MS, default=None,
+                                  description="named-agent conference: time to accept")
+    priority: int = _int(0, MAX_PRIORITY, default=1)
+    requestSession: JsonObject | None = None
+    metadata: JsonObject | None = None
+
+
+class TransferBody(_OneTarget):
+    """POST /v1/conversations/{conversationId}/transfer"""
+
+    fromAgentId: Id
+    agentSlaMs: int | None = _int(1, DAY_MS, default=None,
+                                  description="named agent transfer: time to accept")
+    metadata: JsonObject | None = Field(None, description="default: the transferred task's")
+
+
+class MediaStateBody(Body):
+    """PUT /v1/tasks/{taskId}/media/{mediaId}/state"""
+
+    state: Literal["ACTIVE", "CLOSED"]
+    agentId: Id | None = None
+
+
+class TaskStateBody(Body):
+    """PUT /v1/tasks/{taskId}/state"""
+
+    name: Literal["WRAP_UP", "CLOSED"]
+    reasonCode: ReasonCode | None = None
+
+
+# Responses (documentation of what the engine returns)
+
+
+class TaskStateDoc(BaseModel):
+    name: TaskStateName
+    reasonCode: ReasonCode | None
+
+
+class TaskType(BaseModel):
+    direction: Direction
+    mode: Mode
+
+
+class Media(BaseModel):
+    id: str
+    mrdId: str
+    state: MediaState
+    queueId: str | None
+    enqueueTime: int
+    answerTime: int | None
+    requestSession: JsonObject
+
+
+class Task(BaseModel):
+    id: str
+    requestId: str
+    conversationId: str
+    state: TaskStateDoc
+    assignedTo: str | None
+    type: TaskType
+    queueId: str | None
+    mrdId: str
+    priority: int
+    activeMedia: list[Media]
+    enqueueTime: int
+    ttlDeadline: int | None
+    createdAt: int
+    updatedAt: int
+    metadata: JsonObject
+
+
+class TaskList(BaseModel):
+    tasks: list[Task]
+
+
+class AgentStateDoc(BaseModel):
+    name: AgentState
+    reasonCode: str | None
+
+
+class MrdStatus(BaseModel):
+    mrdId: str
+    state: MrdState
+    reasonCode: str | None
+    activeTasks: int
+    maxRequests: int
+    stateChangeTime: int
+
+
+class Agent(BaseModel):
+    id: str
+    state: AgentStateDoc
+    queues: list[str]
+    attributes: JsonObject
+    maxRequests: dict[str, int]
+    mrdStates: list[MrdStatus]
+
+
+class WrapUp(BaseModel):
+    enabled: bool
+    timeoutMs: int
+
+
+class Mrd(BaseModel):
+    id: str
+    maxRequests: int
+    autoJoin: bool
+    wrapUp: WrapUp
+
+
+class Queue(BaseModel):
+    id: str
+    mrdId: str
+    agentRequestTtlMs: int
+    agentSlaMs: int
+    agentSelectionPolicy: SelectionPolicy
+    serviceLevelThresholdMs: int
+    waiting: int | None = Field(None, description="GET only: tasks waiting")
+    oldestWaitMs: int | None = Field(None, description="GET only: the longest wait, ms")
+    agents: dict[str, int] | None = Field(None, description="GET only: member agents by MRD state")
+
+
+class ProblemDoc(BaseModel):
+    """application/problem+json"""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: Literal["VALIDATION_ERROR", "NOT_FOUND", "INVALID_TRANSITION", "REDIS_UNAVAILABLE",
+                  "INTERNAL"]
+    errors: list[JsonObject] | None = Field(None, description="validation errors, per field")
+
+
+class Health(BaseModel):
+    status: Literal["ok", "unavailable"]
+    redis: bool
+    scripts: bool
+    timerWorker: bool
+    detail: str | None = None
+
+
+EVENT_TYPES = tuple(e.value for e in EventType)
