@@ -28,7 +28,7 @@ return run(function()
   end
   table.sort(names)
   local parts = {}
-  for i, st in ipairs(names) do parts[i] = jstr(st) .. ':' .. jint(counts[st]) end
+  for i, st in ipairs(names) do parts[i] = jid(st) .. ':' .. jint(counts[st]) end
   return queue_json(q, ',"waiting":' .. jint(waiting) .. ',"oldestWaitMs":' .. jint(oldest_ms) ..
     ',"agents":{' .. table.concat(parts, ',') .. '}')
 end)

@@ -186,16 +186,16 @@ end
 local function agent_json(a)
   local states = {}
   for i, mrd in ipairs(mrd_ids()) do
-    states[i] = '{"mrdId":' .. jstr(mrd) .. ',"state":' .. jstr(mrd_display(a, mrd)) ..
-      ',"reasonCode":' .. jstr(nz(a.f[mrd .. '|rc'])) .. ',"activeTasks":' .. jint(mrd_count(a, mrd)) ..
+    states[i] = '{"mrdId":' .. jid(mrd) .. ',"state":' .. jid(mrd_display(a, mrd)) ..
+      ',"reasonCode":' .. jid(nz(a.f[mrd .. '|rc'])) .. ',"activeTasks":' .. jint(mrd_count(a, mrd)) ..
       ',"maxRequests":' .. jint(agent_max(a, mrd)) ..
       ',"stateChangeTime":' .. jint(tonumber(a.f[mrd .. '|t'] or a.f.t)) .. '}'
   end
   local max = {}
-  for mrd, n in pairs(a.max) do max[#max + 1] = jstr(mrd) .. ':' .. jint(tonumber(n)) end
+  for mrd, n in pairs(a.max) do max[#max + 1] = jid(mrd) .. ':' .. jint(tonumber(n)) end
   table.sort(max)
-  return '{"id":' .. jstr(a.id) .. ',"state":{"name":' .. jstr(a.f.st) .. ',"reasonCode":' ..
-    jstr(nz(a.f.rc)) .. '},"queues":' .. jstrs(a.queues) .. ',"attributes":' .. (a.f.attrs or '{}') ..
+  return '{"id":' .. jid(a.id) .. ',"state":{"name":' .. jid(a.f.st) .. ',"reasonCode":' ..
+    jid(nz(a.f.rc)) .. '},"queues":' .. jids(a.queues) .. ',"attributes":' .. (a.f.attrs or '{}') ..
     ',"maxRequests":{' .. table.concat(max, ',') .. '},"mrdStates":' .. jlist(states) .. '}'
 end
 

@@ -32,7 +32,7 @@ local function mrd_get(id)
 end
 
 local function mrd_json(m)
-  return '{"id":' .. jstr(m.id) .. ',"maxRequests":' .. jint(m.maxRequests) ..
+  return '{"id":' .. jid(m.id) .. ',"maxRequests":' .. jint(m.maxRequests) ..
     ',"autoJoin":' .. jbool(m.autoJoin) .. ',"wrapUp":{"enabled":' .. jbool(m.wrapUp) ..
     ',"timeoutMs":' .. jint(m.wrapUpTimeoutMs) .. '}}'
 end
@@ -56,8 +56,8 @@ local function queue_get(id)
 end
 
 local function queue_json(q, extra)
-  return '{"id":' .. jstr(q.id) .. ',"mrdId":' .. jstr(q.mrdId) ..
+  return '{"id":' .. jid(q.id) .. ',"mrdId":' .. jid(q.mrdId) ..
     ',"agentRequestTtlMs":' .. jint(q.agentRequestTtlMs) .. ',"agentSlaMs":' .. jint(q.agentSlaMs) ..
-    ',"agentSelectionPolicy":' .. jstr(q.agentSelectionPolicy) ..
+    ',"agentSelectionPolicy":' .. jid(q.agentSelectionPolicy) ..
     ',"serviceLevelThresholdMs":' .. jint(q.serviceLevelThresholdMs) .. (extra or '') .. '}'
 end

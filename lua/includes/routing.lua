@@ -66,10 +66,8 @@ local function reserve(t, m, a, created)
   redis.call('SADD', key('agent', a.id, 'tasks'), t.id)
   mrd_count_add(a, t.mrdId, 1)
   task_save(t)
-  local tj = task_json(t)
-  emit('TASK_STATE_CHANGED', '{"task":' .. tj .. ',"taskStateChanged":' .. jbool(created) .. ',"mediaStateChanges":' ..
-    jstrs({m.id}) .. '}')
-  emit('AGENT_RESERVED', '{"task":' .. tj .. ',"agentId":' .. jstr(a.id) .. '}')
+  emit_task(t, created, {m.id})
+  emit('AGENT_RESERVED', '{"task":' .. task_json(t) .. ',"agentId":' .. jid(a.id) .. '}')
   emit_agent(a)
 end
 

@@ -31,26 +31,36 @@ local function task_must(id)
   return t
 end
 
+-- The API JSON of each task, built once per state: the events of a step and
+-- the script's reply share it. Every change to a task is saved (task_save)
+-- before its JSON is read again, and saving drops the cached copy.
+local TASK_JSON = {}
+
 local function task_json(t)
+  local j = TASK_JSON[t]
+  if j then return j end
   local ms = {}
   for i, m in ipairs(t.media) do
-    ms[i] = '{"id":' .. jstr(m.id) .. ',"mrdId":' .. jstr(m.mrdId) .. ',"state":' .. jstr(m.state) ..
-      ',"queueId":' .. jstr(m.queueId) .. ',"enqueueTime":' .. jint(m.enqueueTime) ..
+    ms[i] = '{"id":' .. jid(m.id) .. ',"mrdId":' .. jid(m.mrdId) .. ',"state":' .. jid(m.state) ..
+      ',"queueId":' .. jid(m.queueId) .. ',"enqueueTime":' .. jint(m.enqueueTime) ..
       ',"answerTime":' .. jint(m.answerTime) .. ',"requestSession":' .. (m.session or '{}') .. '}'
   end
-  return '{"id":' .. jstr(t.id) .. ',"requestId":' .. jstr(t.requestId) ..
-    ',"conversationId":' .. jstr(t.conversationId) ..
-    ',"state":{"name":' .. jstr(t.state) .. ',"reasonCode":' .. jstr(t.reason) .. '}' ..
-    ',"assignedTo":' .. jstr(t.assignedTo) ..
-    ',"type":{"direction":' .. jstr(t.direction) .. ',"mode":' .. jstr(t.mode) .. '}' ..
-    ',"queueId":' .. jstr(t.queueId) .. ',"mrdId":' .. jstr(t.mrdId) .. ',"priority":' .. jint(t.priority) ..
+  j = '{"id":' .. jid(t.id) .. ',"requestId":' .. jid(t.requestId) ..
+    ',"conversationId":' .. jid(t.conversationId) ..
+    ',"state":{"name":' .. jid(t.state) .. ',"reasonCode":' .. jid(t.reason) .. '}' ..
+    ',"assignedTo":' .. jid(t.assignedTo) ..
+    ',"type":{"direction":' .. jid(t.direction) .. ',"mode":' .. jid(t.mode) .. '}' ..
+    ',"queueId":' .. jid(t.queueId) .. ',"mrdId":' .. jid(t.mrdId) .. ',"priority":' .. jint(t.priority) ..
     ',"activeMedia":' .. jlist(ms) ..
     ',"enqueueTime":' .. jint(t.enqueueTime) .. ',"ttlDeadline":' .. jint(t.ttlDeadline) ..
     ',"createdAt":' .. jint(t.createdAt) .. ',"updatedAt":' .. jint(t.updatedAt) ..
     ',"metadata":' .. (t.metadata or '{}') .. '}'
+  TASK_JSON[t] = j
+  return j
 end
 
 local function task_save(t)
+  TASK_JSON[t] = nil
   t.updatedAt = now_ms()
   local k = key('task', t.id)
   redis.call('SET', k, cjson.encode(t))
@@ -104,7 +114,7 @@ end
 
 local function emit_task(t, task_changed, media_ids)
   emit('TASK_STATE_CHANGED', '{"task":' .. task_json(t) .. ',"taskStateChanged":' ..
-    jbool(task_changed) .. ',"mediaStateChanges":' .. jstrs(media_ids or {}) .. '}')
+    jbool(task_changed) .. ',"mediaStateChanges":' .. jids(media_ids or {}) .. '}')
 end
 
 -- Lets a conversation's index expire once none of its tasks is live.
