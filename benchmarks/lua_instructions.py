@@ -1,0 +1,153 @@
+"""Instructions per script call, counted by callgrind: a script's cost that
+does not move with the machine's load.
+
+Timings on a shared 2-core machine swing by 2x from run to run; the number
+of instructions redis-server executes for a call does not. This starts a
+private redis-server under `valgrind --tool=callgrind`, prepares each
+operation of lua_whatif.OPS on a fresh tenant, zeroes the counters, runs the
+calls (pipelined) and reads the total back from a dump. The count covers all
+of redis-server's work for the call (reading the request, the script, the
+reply), as EVALSHA of `return 1` shows.
+
+  python benchmarks/lua_instructions.py                 the working tree
+  python benchmarks/lua_instructions.py --ref HEAD~3    also lua/ and the
+                                                        loader of a git ref
+  python benchmarks/lua_instructions.py --variants      lua_whatif's variants
+
+Needs valgrind (callgrind_control) and redis-server on PATH; slow (~50x), so
+K is small. Not part of run.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import glob
+import hashlib
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import lua_whatif
+import redis as syncredis
+import redis.asyncio as aioredis
+from harness import ROOT, free_port, pipelined
+
+from redroute.scripts import Script, load_scripts
+
+
+class Callgrind:
+    """redis-server under callgrind, on a free port (never 6379)."""
+
+    def __init__(self) -> None:
+        self.dir = tempfile.mkdtemp(prefix="redroute-callgrind-")
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={self.dir}/cg.%p",
+             "redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", self.dir],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(600):
+            try:
+                if syncredis.Redis(port=self.port, socket_connect_timeout=0.5).ping():
+                    return
+            except syncredis.ConnectionError:
+                time.sleep(0.1)
+        self.stop()
+        sys.exit("redis-server did not start under valgrind")
+
+    def control(self, flag: str) -> None:
+        subprocess.run(["callgrind_control", flag, str(self.proc.pid)], check=True,
+                       capture_output=True)
+
+    def counted(self) -> int:
+        """Instructions since the last zero: dumps, reads the newest dump."""
+        self.control("-d")
+        newest = max(glob.glob(f"{self.dir}/cg.{self.proc.pid}.*"), key=os.path.getmtime)
+        with open(newest) as f:
+            for line in f:
+                if line.startswith("summary:"):
+                    return int(line.split()[1])
+        raise RuntimeError(f"no summary in {newest}")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def scripts_at(ref: str) -> dict[str, Script]:
+    """The scripts as a git ref had them: its lua/, through its own loader."""
+    tmp = Path(tempfile.mkdtemp(prefix="redroute-ref-"))
+    try:
+        archive = subprocess.run(["git", "-C", str(ROOT.parent), "archive", ref, "lua",
+                                  "src/redroute/scripts.py"], check=True, capture_output=True)
+        subprocess.run(["tar", "-x", "-C", str(tmp)], input=archive.stdout, check=True)
+        spec = importlib.util.spec_from_file_location("redroute_scripts_at_ref",
+                                                      tmp / "src/redroute/scripts.py")
+        assert spec and spec.loader
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses look their module up
+        spec.loader.exec_module(module)
+        return module.load_scripts(tmp / "lua")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+async def count(cg: Callgrind, redis: aioredis.Redis, scripts: dict[str, Script], script: str,
+                source: str, setup: lua_whatif.Setup, k: int) -> float:
+    await redis.flushall()
+    for s in scripts.values():
+        await redis.script_load(s.source)
+    tenant = lua_whatif.Tenant(redis, scripts, "cg")
+    calls = await setup(tenant, k)
+    variant = Script(script, source, hashlib.sha1(source.encode()).hexdigest())
+    await redis.script_load(source)
+    cg.control("-z")
+    await pipelined(redis, calls, lambda p, a: tenant.add(p, variant, *a), 32, 1)
+    return cg.counted() / len(calls)
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--ref", help="also count the scripts of this git ref")
+    ap.add_argument("--variants", action="store_true", help="also lua_whatif's what-if variants")
+    ap.add_argument("-k", type=int, default=200, help="calls per count (default 200)")
+    args = ap.parse_args()
+    sets = {"working tree": load_scripts()}
+    if args.ref:
+        sets = {args.ref: scripts_at(args.ref), **sets}
+    cg = Callgrind()
+    redis = aioredis.from_url(f"redis://127.0.0.1:{cg.port}", decode_responses=True)
+    try:
+        noop = sets["working tree"]["noop"].source
+        print(f"thousands of instructions per call (K={args.k}); no-op script: "
+              f"{await count(cg, redis, sets['working tree'], 'noop', noop, _noop, args.k) / 1e3:.0f}k")
+        for label, script, setup in lua_whatif.OPS:
+            cells = []
+            for name, scripts in sets.items():
+                for vname, src in (lua_whatif.make_variants(scripts[script].source).items()
+                                   if args.variants and name == "working tree"
+                                   else [("", scripts[script].source)]):
+                    if src is None:
+                        continue
+                    n = await count(cg, redis, scripts, script, src, setup, args.k)
+                    cells.append(f"{name}{' ' + vname if vname else ''} {n / 1e3:.0f}k")
+            print(f"  {label:38s} " + " | ".join(cells), flush=True)
+    finally:
+        await redis.aclose()
+        cg.stop()
+
+
+async def _noop(t: lua_whatif.Tenant, k: int) -> list[list[Any]]:
+    return [["q", f"c-{i}"] for i in range(k)]
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
