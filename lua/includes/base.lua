@@ -97,9 +97,24 @@ local function jids(list)
   return '["' .. table.concat(list, '","') .. '"]'
 end
 
+-- What this call did, by name (event types, and RONA for a reservation
+-- that ended unanswered or declined): added to the tenant's running totals
+-- in rr:{t}:counts, one HINCRBY per name when the script ends. /metrics reads
+-- that hash, so the counts are exact whichever process served the call.
+local COUNTS = {}
+
+local function count(name)
+  COUNTS[name] = (COUNTS[name] or 0) + 1
+end
+
+AT_END[#AT_END + 1] = function()
+  for name, n in pairs(COUNTS) do redis.call('HINCRBY', key('counts'), name, n) end
+end
+
 -- Appends one event to the tenant's stream; data is already JSON.
 local function emit(etype, data)
   redis.call('XADD', key('events'), 'MAXLEN', '~', MAXLEN, '*', 'type', etype, 'data', data)
+  count(etype)
 end
 
 -- Deadlines. The sorted set rr:{t}:timers is the durable truth; the key

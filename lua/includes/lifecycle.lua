@@ -56,6 +56,7 @@ end
 local function task_reroute(t, reason)
   local session = t.media[1].session
   local a = task_close(t, reason)
+  if reason == 'RONA' then count('RONA') end
   if a and reason == 'RONA' then
     mrd_set_base(a, t.mrdId, 'NOT_READY', 'RONA')
     agent_follow_mrds(a, 'RONA')

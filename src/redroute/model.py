@@ -244,6 +244,9 @@ class Task:
     created_at: int
     updated_at: int
     metadata: dict[str, Any] = field(default_factory=dict)
+    # The engine's own JSON of the task when it was decoded from one (a
+    # script's reply): the HTTP layer sends it as is rather than encode again.
+    raw_json: str | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Task:
@@ -257,7 +260,9 @@ class Task:
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> Task:
-        return cls.from_dict(json.loads(raw))
+        t = cls.from_dict(json.loads(raw))
+        t.raw_json = raw.decode() if isinstance(raw, bytes) else raw
+        return t
 
     @property
     def media(self) -> Media:

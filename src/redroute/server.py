@@ -197,8 +197,7 @@ async def serve(cfg: ServeConfig, index: int = 0) -> None:
         # load on first use (NOSCRIPT fallback).
         log.warning("Redis unavailable at start: %s", e)
     settings = Settings(max_body_bytes=cfg.max_body_bytes, sse_keepalive=cfg.sse_keepalive,
-                        sse_queue_size=cfg.sse_queue_size, count_events=index == 0,
-                        events_maxlen=cfg.events_maxlen, retention_ms=cfg.retention_ms,
+                        sse_queue_size=cfg.sse_queue_size, events_maxlen=cfg.events_maxlen, retention_ms=cfg.retention_ms,
                         api_keys=cfg.api_keys, protect_ops=cfg.protect_ops)
     if not cfg.api_keys:
         log.warning("no API keys configured: the HTTP API is open to anyone who can reach it "

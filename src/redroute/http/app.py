@@ -24,14 +24,15 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .. import validation as v
-from ..engine import DEFAULT_EVENTS_MAXLEN, DEFAULT_RETENTION_MS, TENANTS_KEY, Engine
+from ..engine import DEFAULT_EVENTS_MAXLEN, DEFAULT_RETENTION_MS, Engine
 from ..errors import RedisUnavailable, RedrouteError
+from ..model import ID_PATTERN, Task
 from ..scripts import ScriptRunner
 from ..timers import HEARTBEAT_KEY, TimerWorker
 from . import schemas as s
 from .auth import TENANT_KEY, KeyRing, auth_middleware, security_components
 from .metrics import Metrics
-from .negotiation import decode_body, encode
+from .negotiation import RawJson, decode_body, encode
 from .problem import REDIS_UNAVAILABLE, Problem, bad_request, from_http_exception
 from .sse import EventHub, Filter, gap_event, stream, trimmed_after
 
@@ -45,7 +46,6 @@ class Settings:
     sse_queue_size: int = 1024  # entries buffered per SSE client before it is dropped
     sse_block_ms: int = 1000  # XREAD BLOCK; below the Redis socket timeout
     require_timer_worker: bool = True  # /healthz fails without a worker heartbeat
-    count_events: bool = True  # this process feeds the event counters of /metrics
     tenant_cache: int = 4096
     events_maxlen: int = DEFAULT_EVENTS_MAXLEN  # approximate MAXLEN of each event stream
     retention_ms: int = DEFAULT_RETENTION_MS  # closed tasks stay readable this long
@@ -64,7 +64,6 @@ class State:
     worker: TimerWorker | None = None
     engines: OrderedDict[str, Engine] = field(default_factory=OrderedDict)
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
-    tapped: set[str] = field(default_factory=set)
 
     def engine(self, tenant: str) -> Engine:
         e = self.engines.get(tenant)
@@ -79,17 +78,6 @@ class State:
         else:
             self.engines.move_to_end(tenant)
         return e
-
-    async def tap(self, tenant: str, limit: int = 100) -> None:
-        """Keeps a feed reading the tenant's stream so the event counters of
-        /metrics see every event (one process per server does this)."""
-        if not self.settings.count_events or tenant in self.tapped or len(self.tapped) >= limit:
-            return
-        engine = self.engine(tenant)
-        feed = self.hub.feed(tenant, engine.events_key)
-        feed.keep_running = True
-        await feed.ensure_running()
-        self.tapped.add(tenant)
 
 
 STATE = web.AppKey("redroute", State)
@@ -144,7 +132,9 @@ def operation(method: str, path: str, op_id: str, summary: str, tag: str, *,
     return register
 
 
-def _task(t: Any) -> dict[str, Any]:
+def _task(t: Task) -> RawJson | dict[str, Any]:
+    if t.raw_json is not None:
+        return RawJson(t.raw_json, t.id)
     return t.to_dict()
 
 
@@ -307,12 +297,14 @@ def _tenant(request: web.Request) -> str:
 def _path(request: web.Request) -> dict[str, str]:
     out = {}
     for name, value in request.match_info.items():
-        try:
-            out[name] = s.ID_ADAPTER.validate_python(value)
-        except pydantic.ValidationError:
+        # The pattern the schemas' Id type declares, matched directly: this
+        # runs on every request.
+        if ID_PATTERN.fullmatch(value):
+            out[name] = value
+        else:
             raise bad_request(
                 f"path parameter {name} must be 1-128 characters of letters, digits and _.@+- "
-                f"starting with a letter or digit; got {value!r:.80}", status=422) from None
+                f"starting with a letter or digit; got {value!r:.80}", status=422)
     return out
 
 
@@ -341,19 +333,18 @@ def endpoint(op: Operation) -> Callable[[web.Request], Awaitable[web.StreamRespo
             except pydantic.ValidationError as e:
                 raise _validation_problem(e) from None
         status, payload = await op.fn(Ctx(request, engine, path, body))
-        if op.method == "PUT" and engine.tenant not in st.tapped:
-            # A tenant configured here: count its events from now on.
-            with contextlib.suppress(RedisError, OSError):
-                await st.tap(engine.tenant)
         resp = encode(request, status, payload)
-        if status == 201 and isinstance(payload, dict) and "id" in payload:
-            resp.headers["Location"] = f"/v1/tasks/{payload['id']}"
+        created = payload.id if isinstance(payload, RawJson) else (
+            payload.get("id") if isinstance(payload, dict) else None)
+        if status == 201 and created:
+            resp.headers["Location"] = f"/v1/tasks/{created}"
         return resp
 
     handle.__name__ = op.op_id
     return handle
 
 
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 REDIS_DOWN = (RedisUnavailable, RedisConnectionError, RedisTimeoutError)
 
 
@@ -366,6 +357,9 @@ async def problems_and_metrics(
     st = request.app[STATE]
     resource = request.match_info.route.resource
     route = resource.canonical if resource is not None else "unmatched"
+    # Metric labels: a method a client made up counts as OTHER, so no client
+    # can grow the label sets.
+    method = request.method if request.method in METHODS else "OTHER"
     status = 500
     try:
         resp = await handler(request)
@@ -391,8 +385,8 @@ async def problems_and_metrics(
         resp = Problem(500, "INTERNAL", "internal error; see the server log").response()
     status = resp.status
     if route != "/v1/events":  # a stream's duration is not a request latency
-        st.metrics.latency.labels(request.method, route).observe(time.perf_counter() - started)
-    st.metrics.responses.labels(request.method, route, str(status)).inc()
+        st.metrics.route_latency(method, route).observe(time.perf_counter() - started)
+    st.metrics.route_responses(method, route, status).inc()
     return resp
 
 
@@ -519,8 +513,6 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     if st.worker is not None:
         st.tasks.append(asyncio.create_task(st.worker.run(), name="timer-worker"))
         st.tasks.append(asyncio.create_task(_pump_timer(st), name="timer-metrics"))
-    if st.settings.count_events:
-        st.tasks.append(asyncio.create_task(_tap_tenants(st), name="event-counter"))
     yield
     if st.worker is not None:
         st.worker.stop()
@@ -539,19 +531,6 @@ async def _pump_timer(st: State) -> None:
     while True:
         await asyncio.sleep(1.0)
         st.metrics.pump_timer(st.worker)
-
-
-async def _tap_tenants(st: State, every: float = 10.0) -> None:
-    """Taps every tenant Redis knows (configured through any process)."""
-    while True:
-        try:
-            for tenant in sorted(await st.redis.smembers(TENANTS_KEY)):
-                with contextlib.suppress(RedrouteError):
-                    await st.tap(tenant)
-        except (RedisError, OSError) as e:
-            st.metrics.redis_errors.labels("metrics").inc()
-            log.debug("event counter: tenants unreadable: %s", e)
-        await asyncio.sleep(every)
 
 
 async def _on_shutdown(app: web.Application) -> None:
@@ -575,7 +554,6 @@ def create_app(
     runner = runner or default_runner()
     m = Metrics()
     hub = EventHub(redis, block_ms=settings.sse_block_ms, queue_size=settings.sse_queue_size,
-                   on_entries=m.count_entries if settings.count_events else None,
                    on_redis_error=lambda e: m.redis_errors.labels("stream").inc(),
                    on_drop=m.sse_dropped.inc)
     middlewares: list[Any] = [problems_and_metrics]

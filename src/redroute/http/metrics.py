@@ -2,10 +2,10 @@
 
 Counters and histograms live in this process (or, with several worker
 processes, in prometheus-client's multiprocess files so any process can
-answer a scrape for all). Queue depths and task counts are read from Redis
-at scrape time: they are the shared truth, the same whichever process
-answers. Event counts (reservations, RONAs …) come from the tenant's stream,
-read by the process's feed; one process per server counts them.
+answer a scrape for all). Queue depths, task counts and the engine's
+running totals (events by type, reservations, RONAs; counted by the scripts
+themselves in rr:{t}:counts) are read from Redis at scrape time: they are
+the shared truth, the same whichever process answers, and survive restarts.
 """
 
 from __future__ import annotations
@@ -22,19 +22,25 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from ..engine import TENANTS_KEY, Engine, tenant_prefix
 from ..errors import NotFound, RedrouteError, ValidationError
-from .sse import Entry
+from ..model import EventType
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-RONA_MARK = '"state":{"name":"CLOSED","reasonCode":"RONA"}'
 MAX_TENANTS = 100  # scrape-time reads are bounded
 MAX_QUEUES = 1000
+# Running totals of rr:{t}:counts shown as their own counters: (field, metric, help).
+COUNTED = (
+    ("AGENT_RESERVED", "redroute_reservations", "tasks reserved to an agent"),
+    ("RONA", "redroute_ronas", "reservations that ended unanswered or declined (RONA)"),
+    ("NO_AGENT_AVAILABLE", "redroute_no_agent_available",
+     "requests that ended with NO_AGENT_AVAILABLE"),
+)
 
 
 def multiprocess() -> bool:
@@ -59,33 +65,29 @@ class Metrics:
                                  multiprocess_mode="livesum", **r)
         self.sse_dropped = Counter("redroute_sse_dropped_clients",
                                    "SSE clients dropped for being too slow", **r)
-        self.events = Counter("redroute_events", "events read from the tenant streams",
-                              ["tenant", "type"], **r)
-        self.reservations = Counter("redroute_reservations", "tasks reserved to an agent",
-                                    ["tenant"], **r)
-        self.ronas = Counter("redroute_ronas", "reservations that ended in RONA", ["tenant"], **r)
-        self.no_agent = Counter("redroute_no_agent_available",
-                                "requests that ended with NO_AGENT_AVAILABLE", ["tenant"], **r)
         self.timer_fired = Counter("redroute_timer_fired",
                                    "deadlines fired by this process's timer worker", **r)
         self.timer_lag = Histogram("redroute_timer_lag_seconds",
                                    "how late each deadline fired", buckets=LAG_BUCKETS, **r)
         self._seen_fired = 0
+        # Labelled children by route: labels() on every request is a
+        # measurable share of a request's cost. Routes are the route table's
+        # canonical paths (and "unmatched"), so these stay small.
+        self._latency: dict[tuple[str, str], Any] = {}
+        self._responses: dict[tuple[str, str, int], Any] = {}
 
-    def count_entries(self, tenant: str, entries: list[Entry]) -> None:
-        for e in entries:
-            self.events.labels(tenant, e.type).inc()
-            if e.type == "AGENT_RESERVED":
-                self.reservations.labels(tenant).inc()
-            elif e.type == "NO_AGENT_AVAILABLE":
-                self.no_agent.labels(tenant).inc()
-            elif e.type == "TASK_STATE_CHANGED" and RONA_MARK in e.raw:
-                try:
-                    task = e.event.task or {}
-                except ValueError:
-                    continue
-                if task.get("state") == {"name": "CLOSED", "reasonCode": "RONA"}:
-                    self.ronas.labels(tenant).inc()
+    def route_latency(self, method: str, route: str) -> Any:
+        child = self._latency.get((method, route))
+        if child is None:
+            child = self._latency[(method, route)] = self.latency.labels(method, route)
+        return child
+
+    def route_responses(self, method: str, route: str, status: int) -> Any:
+        child = self._responses.get((method, route, status))
+        if child is None:
+            child = self._responses[(method, route, status)] = self.responses.labels(
+                method, route, str(status))
+        return child
 
     def pump_timer(self, worker: Any) -> None:
         """Moves what the in-process TimerWorker fired since the last call
@@ -115,8 +117,9 @@ class Metrics:
 
 
 async def read_snapshot(redis: Any, engine_for: Callable[[str], Engine]) -> list[Metric]:
-    """Gauges read from Redis now: tasks by state and each queue's depth,
-    oldest wait and agents by MRD state."""
+    """Read from Redis now: tasks by state and each queue's depth, oldest
+    wait and agents by MRD state (gauges), and the engine's running totals
+    (counters)."""
     tasks = GaugeMetricFamily("redroute_tasks", "tasks by state (live = not closed; queued = "
                               "waiting in a queue)", labels=["tenant", "state"])
     waiting = GaugeMetricFamily("redroute_queue_waiting", "tasks waiting in the queue",
@@ -127,6 +130,10 @@ async def read_snapshot(redis: Any, engine_for: Callable[[str], Engine]) -> list
                                labels=["tenant", "queue", "state"])
     timers = GaugeMetricFamily("redroute_timers_pending", "deadlines not yet fired",
                                labels=["tenant"])
+    events = CounterMetricFamily("redroute_events", "events appended to the tenant's stream",
+                                 labels=["tenant", "type"])
+    totals = {name: CounterMetricFamily(metric, help_, labels=["tenant"])
+              for name, metric, help_ in COUNTED}
     for tenant in sorted(await redis.smembers(TENANTS_KEY))[:MAX_TENANTS]:
         try:
             engine = engine_for(tenant)
@@ -147,7 +154,13 @@ async def read_snapshot(redis: Any, engine_for: Callable[[str], Engine]) -> list
         tasks.add_metric([tenant, "live"], await redis.scard(prefix + "live"))
         tasks.add_metric([tenant, "queued"], queued)
         timers.add_metric([tenant], await redis.zcard(prefix + "timers"))
-    return [tasks, waiting, oldest, agents, timers]
+        counts = {k: int(v) for k, v in (await redis.hgetall(prefix + "counts")).items()}
+        for etype in EventType:
+            if etype.value in counts:
+                events.add_metric([tenant, etype.value], counts[etype.value])
+        for name, family in totals.items():
+            family.add_metric([tenant], counts.get(name, 0))
+    return [tasks, waiting, oldest, agents, timers, events, *totals.values()]
 
 
 class _Snapshot(Collector):

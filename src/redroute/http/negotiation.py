@@ -4,6 +4,7 @@ Content-Type (requests) and Accept (responses)."""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import msgpack
@@ -83,7 +84,20 @@ def wants_msgpack(request: web.Request) -> bool:
     return mp > 0 and mp >= _quality(accept, JSON) if "json" in accept else mp > 0
 
 
+@dataclass(frozen=True, slots=True)
+class RawJson:
+    """A document the engine already encoded (a script's reply, which is the
+    API's JSON): sent as it is, decoded only for a MessagePack response."""
+
+    text: str
+    id: str | None = None  # the resource's id, for a Location header
+
+
 def encode(request: web.Request, status: int, payload: Any) -> web.Response:
+    if isinstance(payload, RawJson):
+        if not wants_msgpack(request):
+            return web.Response(status=status, body=payload.text.encode(), content_type=JSON)
+        payload = json.loads(payload.text)
     if wants_msgpack(request):
         return web.Response(status=status, body=msgpack.packb(payload, use_bin_type=True),
                             content_type=MSGPACK)

@@ -102,13 +102,11 @@ class TenantFeed:
     key: str
     block_ms: int = 1000
     batch: int = 500
-    on_entries: Callable[[list[Entry]], None] | None = None  # metrics tap
     on_redis_error: Callable[[Exception], None] | None = None
     on_drop: Callable[[], None] | None = None
     subscribers: set[Subscriber] = field(default_factory=set)
     position: str = "0-0"
     task: asyncio.Task[None] | None = None
-    keep_running: bool = False  # a metrics tap keeps it reading with no clients
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _closed: bool = False
 
@@ -158,8 +156,6 @@ class TenantFeed:
                         # Its handler may be blocked writing to a client that
                         # does not read: closing the connection frees it.
                         sub.on_drop()
-        if self.on_entries and entries:
-            self.on_entries(entries)
 
     async def _run(self) -> None:
         try:
@@ -175,7 +171,7 @@ class TenantFeed:
 
     async def _read(self) -> None:
         backoff = 0.1
-        while not self._closed and (self.subscribers or self.keep_running):
+        while not self._closed and self.subscribers:
             try:
                 reply = await self.redis.xread({self.key: self.position}, count=self.batch,
                                                block=self.block_ms)
@@ -209,13 +205,11 @@ class EventHub:
     """The feeds of every tenant this process streams."""
 
     def __init__(self, redis: Any, *, block_ms: int = 1000, queue_size: int = 1024,
-                 on_entries: Callable[[str, list[Entry]], None] | None = None,
                  on_redis_error: Callable[[Exception], None] | None = None,
                  on_drop: Callable[[], None] | None = None) -> None:
         self.redis = redis
         self.block_ms = block_ms
         self.queue_size = queue_size
-        self.on_entries = on_entries
         self.on_redis_error = on_redis_error
         self.on_drop = on_drop
         self.feeds: dict[str, TenantFeed] = {}
@@ -223,12 +217,8 @@ class EventHub:
     def feed(self, tenant: str, key: str) -> TenantFeed:
         f = self.feeds.get(tenant)
         if f is None:
-            tap = None
-            if self.on_entries is not None:
-                cb = self.on_entries
-                tap = lambda entries, t=tenant: cb(t, entries)  # noqa: E731
             f = self.feeds[tenant] = TenantFeed(
-                self.redis, key, block_ms=self.block_ms, on_entries=tap,
+                self.redis, key, block_ms=self.block_ms,
                 on_redis_error=self.on_redis_error, on_drop=self.on_drop)
         return f
 
