@@ -1,7 +1,7 @@
 """redroute's benchmark suite: one command, one JSON result, PNG plots.
 
     python benchmarks/run.py --quick     # CI smoke run, < 2 minutes
-    python benchmarks/run.py --full      # the measurement, < ~10 minutes
+    python benchmarks/run.py --full      # the measurement, ~4 minutes
     python benchmarks/run.py --full --publish   # also copies the PNGs to docs/benchmarks/
 
 It starts its own redis-server on a free loopback port (never 6379), pinned
@@ -148,7 +148,7 @@ async def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     g = ap.add_mutually_exclusive_group()
     g.add_argument("--quick", action="store_true", help="small counts: a CI smoke run (default)")
-    g.add_argument("--full", action="store_true", help="the measurement (~10 minutes on 2 cores)")
+    g.add_argument("--full", action="store_true", help="the measurement (~4 minutes on 2 cores)")
     ap.add_argument("--only", help=f"comma-separated sections among {', '.join(SECTIONS)}")
     ap.add_argument("--publish", action="store_true", help="copy the PNG plots to docs/benchmarks/")
     ap.add_argument("--no-plots", action="store_true")
