@@ -283,7 +283,14 @@ def connect(url: str | None = None, **kwargs: Any) -> Any:
         kwargs.setdefault("health_check_interval", 15)
         if parse_cluster_url(url) is not None:
             return connect_cluster(url, **kwargs)
-        return aioredis.from_url(url, decode_responses=True, **kwargs)
+        # A burst of concurrent calls waits for a free connection instead of
+        # failing: redis-py's default pool raises "Too many connections"
+        # past 100 (a 503 for each request over). Blocking stream reads (SSE
+        # feeds, the timer worker) hold a connection each, hence the size.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, decode_responses=True, max_connections=kwargs.pop("max_connections", 1024),
+            timeout=kwargs.pop("pool_timeout", 5), **kwargs)
+        return aioredis.Redis.from_pool(pool)
     import fakeredis
 
     return fakeredis.FakeAsyncRedis(server=embedded_server(), decode_responses=True)
