@@ -344,6 +344,28 @@ async def test_named_agent_transfer_to_an_unavailable_agent_closes_rona_at_once(
     ]
 
 
+async def test_transfer_of_a_conversation_held_on_two_mrds_takes_the_oldest_task(engine: Engine):
+    # An agent serving customers by chat and by voice at once: a transfer
+    # moves the conversation's task the agent took first, whatever the MRDs
+    # are called and however Redis orders the agent's task set (hash order);
+    # the other task stays with the agent.
+    await setup_center(engine, agents=("a1", "a2"), queues=("support",), max_requests=20)
+    await engine.put_mrd("voice", max_requests=20)
+    await engine.set_agent_state("a1", "READY")
+    pairs = []
+    for k in range(10):
+        first, second = ("chat", "voice") if k % 2 else ("voice", "chat")
+        older, _ = await engine.pull_task("a1", f"c-{k}", first)
+        newer, _ = await engine.pull_task("a1", f"c-{k}", second)
+        pairs.append((older, newer))
+
+    for k, (older, newer) in enumerate(pairs):
+        await engine.transfer(f"c-{k}", "a1", queue_id="support")
+        moved = await engine.get_task(older.id)
+        assert (moved.state, moved.reason_code) == ("CLOSED", "TRANSFERRED"), k
+        assert (await engine.get_task(newer.id)).state == "ACTIVE", k
+
+
 async def test_transferring_agent_takes_the_next_waiting_task_once_its_task_closed(
     engine: Engine,
 ):

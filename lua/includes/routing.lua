@@ -78,9 +78,15 @@ end
 local function conversation_agents(cid, mrd)
   local out, n = {}, 0
   for _, id in ipairs(redis.call('ZRANGE', key('conv', cid), 0, -1)) do
-    -- The live set first: closed tasks (most of a long conversation's) are
-    -- passed over without being decoded.
-    local t = redis.call('SISMEMBER', key('live'), id) == 1 and task_get(id)
+    -- A task this call already holds (the one being routed) says itself
+    -- whether it is live; others are checked against the live set first, so
+    -- closed tasks (most of a long conversation's) are never decoded.
+    local t = TASKS[id]
+    if t == nil then
+      t = redis.call('SISMEMBER', key('live'), id) == 1 and task_get(id)
+    elseif t and t.state == 'CLOSED' then
+      t = false
+    end
     if t and t.assignedTo and t.mrdId == mrd and not out[t.assignedTo] then
       out[t.assignedTo] = true
       n = n + 1
@@ -189,14 +195,20 @@ local function offer_named(t, a)
   end
 end
 
--- The agent's live task for a conversation that has an ACTIVE media.
+-- The agent's live task for a conversation that has an ACTIVE media (on
+-- MRD mrd when given). An agent can hold one conversation on several MRDs
+-- (chat and voice); without mrd the oldest task is the one, so the choice
+-- never depends on the set's order.
 local function agent_conversation_task(a, cid, mrd)
+  local best
   for _, tid in ipairs(redis.call('SMEMBERS', key('agent', a.id, 'tasks'))) do
     local t = task_get(tid)
     if t.conversationId == cid and t.state == 'ACTIVE' and (mrd == nil or t.mrdId == mrd)
-        and media_pending(t, 'ACTIVE') then
-      return t
+        and media_pending(t, 'ACTIVE') and (best == nil or t.createdAt < best.createdAt
+          or (t.createdAt == best.createdAt and tonumber(string.sub(t.id, 3)) <
+              tonumber(string.sub(best.id, 3)))) then
+      best = t
     end
   end
-  return nil
+  return best
 end
