@@ -4,6 +4,7 @@ protected by configuration, constant-time comparison of keys."""
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 from collections.abc import AsyncIterator
@@ -15,6 +16,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from redroute.client import Client
+from redroute.errors import RedrouteError
 from redroute.http import Settings
 from redroute.http import auth as auth_mod
 from redroute.http.auth import ApiKeyError, KeyRing, load_api_keys, parse_env_keys, parse_keys_file
@@ -60,8 +62,7 @@ async def call(srv: Server, method: str, path: str, headers: dict[str, str] | No
 
 async def setup_b(srv: Server) -> dict[str, Any]:
     """Tenant B's configuration and a task, through B's own key."""
-    async with aiohttp.ClientSession(headers=B) as session:
-        c = Client(srv.url, tenant="tenantB", session=session)
+    async with Client(srv.url, tenant="tenantB", api_key="key-b-9876543210") as c:
         await c.put_mrd("chat")
         await c.put_queue("sales", mrd_id="chat")
         await c.put_agent("a1", queues=["sales"])
@@ -270,3 +271,22 @@ def test_serve_flags(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     p.add_argument("--log-level", default="INFO")
     cfg = config_from_args(p.parse_args([]))
     assert cfg.api_keys == {"k1": "t1"} and cfg.protect_ops
+
+
+async def test_client_api_key_authenticates_calls_and_the_event_stream(secured: Server) -> None:
+    async with Client(secured.url, tenant="tenantA", api_key="key-a-0123456789") as c:
+        stream = c.events(types=["AGENT_STATE_CHANGED"])
+        first = asyncio.ensure_future(stream.__anext__())
+        await asyncio.sleep(0.3)  # the stream is open before the change
+        await c.put_mrd("chat")
+        await c.put_queue("sales", mrd_id="chat")
+        await c.put_agent("a1", queues=["sales"])
+        await c.set_agent_state("a1", "READY")
+        event = await asyncio.wait_for(first, 5)
+        await stream.aclose()
+        assert event.type == "AGENT_STATE_CHANGED" and event.agent["id"] == "a1"
+        assert (await c.get_mrd("chat")).id == "chat"
+    async with Client(secured.url, tenant="tenantA", api_key="not-a-key-0000000") as wrong:
+        with pytest.raises(RedrouteError) as e:
+            await wrong.get_mrd("chat")
+        assert e.value.http_status == 401  # type: ignore[attr-defined]

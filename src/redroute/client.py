@@ -30,14 +30,20 @@ def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
 
 
 class Client:
-    """`async with Client("http://127.0.0.1:8080", tenant="acme") as c: ...`"""
+    """`async with Client("http://127.0.0.1:8080", tenant="acme") as c: ...`
+
+    With api_key, every request carries `Authorization: Bearer <key>`: on a
+    server with API keys the key decides the tenant (X-Tenant must match it
+    or be left out)."""
 
     def __init__(
         self, base_url: str, *, tenant: str = "default", use_msgpack: bool = False,
         session: aiohttp.ClientSession | None = None, timeout: float = 30.0,
+        api_key: str | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.tenant = tenant
+        self.api_key = api_key
         self.use_msgpack = use_msgpack
         self._own = session is None
         self._session = session
@@ -63,11 +69,13 @@ class Client:
     def for_tenant(self, tenant: str) -> Client:
         """Another tenant on the same connection pool."""
         return Client(self.base_url, tenant=tenant, use_msgpack=self.use_msgpack,
-                      session=self.session)
+                      session=self.session, api_key=self.api_key)
 
-    def _headers(self) -> dict[str, str]:
-        h = {"X-Tenant": self.tenant}
-        h["Accept"] = MSGPACK if self.use_msgpack else "application/json"
+    def _headers(self, accept: str | None = None) -> dict[str, str]:
+        h = {"X-Tenant": self.tenant,
+             "Accept": accept or (MSGPACK if self.use_msgpack else "application/json")}
+        if self.api_key is not None:
+            h["Authorization"] = f"Bearer {self.api_key}"
         return h
 
     async def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
@@ -241,7 +249,7 @@ class Client:
         the stream. Resume with after=<the last event's id>."""
         params = _drop_none({"type": ",".join(types) if types else None, "agentId": agent_id,
                              "queueId": queue_id, "conversationId": conversation_id})
-        headers = {"X-Tenant": self.tenant, "Accept": "text/event-stream"}
+        headers = self._headers("text/event-stream")
         if after is not None:
             headers["Last-Event-ID"] = after
         timeout = aiohttp.ClientTimeout(total=None, sock_read=None)
