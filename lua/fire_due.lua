@@ -7,7 +7,8 @@
     KEYS[1]  tenant prefix
     ARGV[3]  the most deadlines to fire in this call
   Output: {fired, processed, next deadline in ms or -1, now in ms, lag of each
-          fired deadline in ms…}
+          fired deadline in ms…}; rr:{t}:tmr:wake is armed for the next
+          deadline
   Events: per deadline kind
     ttl   a QUEUED request's TTL: TASK_STATE_CHANGED (CLOSED,
           NO_AGENT_AVAILABLE), NO_AGENT_AVAILABLE
@@ -45,6 +46,7 @@ return run(function()
     if fired > before then lags[#lags + 1] = now - at end
   end
   local head = redis.call('ZRANGE', key('timers'), 0, 0, 'WITHSCORES')
+  if head[2] then timer_arm(tonumber(head[2])) end
   local out = {fired, #due, tonumber(head[2] or '-1'), now}
   for _, lag in ipairs(lags) do out[#out + 1] = lag end
   return out

@@ -16,6 +16,7 @@ import redis.asyncio as aioredis
 from redroute import Engine
 from redroute.timers import TimerWorker
 
+from .conftest import RedisProcess
 from .helpers import setup_center
 
 
@@ -87,6 +88,41 @@ async def test_a_new_earliest_deadline_wakes_a_sleeping_worker(engine: Engine):
     finally:
         worker.stop()
         await run
+
+
+async def test_one_wake_key_expires_at_the_earliest_deadline_and_is_rearmed(
+        redis_server: RedisProcess):
+    # Keyspace notifications wake the workers when a deadline is due: one
+    # key per tenant expires at the earliest deadline, and fire_due arms it
+    # for the next. No key per deadline.
+    redis = aioredis.from_url(redis_server.url, decode_responses=True)
+    engine = Engine(redis, "wake")
+    wake = f"{engine.prefix}tmr:wake"
+    pubsub = redis.pubsub(ignore_subscribe_messages=True)
+    try:
+        await redis.flushall()
+        await setup_center(engine, ttl_ms=5_000)
+        await engine.put_queue("soon", mrd_id="chat", agent_request_ttl_ms=300)
+        late = await engine.push_task("c-1", "sales")
+        assert 4_000 < await redis.pttl(wake) <= 5_000
+        await pubsub.psubscribe("__keyevent@*__:expired")
+        soon = await engine.push_task("c-2", "soon")  # the new earliest deadline
+        assert 0 < await redis.pttl(wake) <= 300
+        assert await redis.keys(f"{engine.prefix}tmr:*") == [wake]
+
+        started = time.monotonic()
+        heard = None
+        while heard != wake and time.monotonic() - started < 5:
+            msg = await pubsub.get_message(timeout=1.0)
+            heard = msg and msg["data"]
+        assert heard == wake
+        assert await engine.fire_due() is not None
+        assert (await engine.get_task(soon.id)).reason_code == "NO_AGENT_AVAILABLE"
+        assert (await engine.get_task(late.id)).media.state == "QUEUED"
+        assert 3_000 < await redis.pttl(wake) <= 5_000  # armed for the next one
+    finally:
+        await pubsub.aclose()
+        await redis.aclose()
 
 
 async def test_stale_deadline_of_an_accepted_task_does_nothing(engine: Engine):

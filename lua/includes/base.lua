@@ -117,20 +117,28 @@ local function emit(etype, data)
   count(etype)
 end
 
--- Deadlines. The sorted set rr:{t}:timers is the durable truth; the key
--- tmr:<member> expiring with it lets keyspace notifications wake a worker, and
--- a PUBLISH on rr:wake wakes a worker sleeping past a new earliest deadline.
+-- Deadlines. The sorted set rr:{t}:timers is the durable truth. One key,
+-- rr:{t}:tmr:wake, expires at the earliest deadline, so its keyspace
+-- notification wakes the workers when it is due; fire_due arms it again for
+-- the next one. A PUBLISH on rr:wake wakes a worker sleeping past a new
+-- earliest deadline at once. (Removing the earliest deadline leaves the key
+-- as it is: one early wake-up, which finds nothing due and re-arms.)
 -- Members: "ttl|<taskId>", "rona|<taskId>|<mediaId>", "wrap|<taskId>".
-local function timer_add(member, at)
+local function timer_arm(at)
   local delay = at - now_ms()
   if delay < 1 then delay = 1 end
+  redis.call('SET', key('tmr', 'wake'), '1', 'PX', delay)
+end
+
+local function timer_add(member, at)
   redis.call('ZADD', key('timers'), at, member)
-  redis.call('SET', key('tmr', member), '1', 'PX', delay)
   local head = redis.call('ZRANGE', key('timers'), 0, 0)
-  if head[1] == member then redis.call('PUBLISH', 'rr:wake', TENANT) end
+  if head[1] == member then
+    timer_arm(at)
+    redis.call('PUBLISH', 'rr:wake', TENANT)
+  end
 end
 
 local function timer_del(member)
   redis.call('ZREM', key('timers'), member)
-  redis.call('DEL', key('tmr', member))
 end

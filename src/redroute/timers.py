@@ -62,7 +62,8 @@ _DOWN = (RedisUnavailable, RedisConnectionError, RedisTimeoutError, OSError)
 
 
 def tenant_of_timer_key(key: Any) -> str | None:
-    """The tenant of an expired deadline key rr:{<tenant>}:tmr:<member>."""
+    """The tenant of an expired wake-up key rr:{<tenant>}:tmr:wake (any
+    rr:{<tenant>}:tmr:… key names its tenant)."""
     if isinstance(key, str) and key.startswith("rr:{"):
         end = key.find("}:tmr:")
         if end > 4:
