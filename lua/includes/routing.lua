@@ -78,15 +78,7 @@ end
 local function conversation_agents(cid, mrd)
   local out, n = {}, 0
   for _, id in ipairs(redis.call('ZRANGE', key('conv', cid), 0, -1)) do
-    -- A task this call already holds (the one being routed) says itself
-    -- whether it is live; others are checked against the live set first, so
-    -- closed tasks (most of a long conversation's) are never decoded.
-    local t = TASKS[id]
-    if t == nil then
-      t = redis.call('SISMEMBER', key('live'), id) == 1 and task_get(id)
-    elseif t and t.state == 'CLOSED' then
-      t = false
-    end
+    local t = task_is_live(id) and task_get(id)
     if t and t.assignedTo and t.mrdId == mrd and not out[t.assignedTo] then
       out[t.assignedTo] = true
       n = n + 1

@@ -25,6 +25,15 @@ local function task_get(id)
   return t or nil
 end
 
+-- Whether task id is live, without decoding it: a task this call already
+-- holds says so itself; any other is looked up in the live set, so closed
+-- tasks (most of a long conversation's) are never read.
+local function task_is_live(id)
+  local t = TASKS[id]
+  if t ~= nil then return t and t.state ~= 'CLOSED' end
+  return redis.call('SISMEMBER', key('live'), id) == 1
+end
+
 local function task_must(id)
   local t = task_get(id)
   if not t then fail('NOT_FOUND', 'task ' .. id .. ' does not exist') end
@@ -121,7 +130,7 @@ end
 local function conversation_settle(cid)
   local ck = key('conv', cid)
   for _, id in ipairs(redis.call('ZRANGE', ck, 0, -1)) do
-    if redis.call('SISMEMBER', key('live'), id) == 1 then return end
+    if task_is_live(id) then return end
   end
   redis.call('PEXPIRE', ck, RETENTION)
 end
