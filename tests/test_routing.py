@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from redroute import Engine, NotFound, ValidationError
+from redroute.invariants import check
 
 from .helpers import EventLog, setup_center
 
@@ -213,3 +214,54 @@ async def test_config_change_of_what_an_agent_shows_stamps_its_state_change_time
     assert after.state_change_time >= before.state_change_time + 60_000
     agent = await engine.put_agent("a1", queues=["sales"], max_requests={"chat": 3})
     assert agent.mrd("chat").state == "ACTIVE"
+
+
+# The checker's liveness rule (invariant 5): routing never leaves work
+# waiting beside an agent that could take it.
+
+
+async def test_invariant_checker_reports_a_task_waiting_beside_an_agent_that_could_take_it(
+    engine: Engine,
+):
+    await setup_center(engine)
+    t = await engine.push_task("c-1", "sales")  # nobody is ready: it waits
+    # What a script that made a1 READY without routing would leave behind.
+    agent = f"{engine.prefix}agent:a1"
+    saved = await engine.redis.hgetall(agent)
+    await engine.redis.hset(agent, mapping={"st": "READY", "chat|st": "READY", "chat|sh": "READY"})
+    await engine.redis.zadd(f"{engine.prefix}q:sales:avail", {"a1": 0})
+
+    report = await check(engine, events=False)
+
+    assert report.violations == [f"task {t.id} waits in queue sales while ['a1'] could take it"]
+    await engine.redis.delete(agent)
+    await engine.redis.hset(agent, mapping=saved)
+    await engine.redis.zrem(f"{engine.prefix}q:sales:avail", "a1")
+    assert (await check(engine)).ok
+
+
+async def test_invariant_checker_reports_an_availability_index_out_of_step(engine: Engine):
+    await setup_center(engine, agents=("a1", "a2"), ready=True)
+    avail = f"{engine.prefix}q:sales:avail"
+    score = await engine.redis.zscore(avail, "a2")
+    await engine.redis.zrem(avail, "a2")
+
+    report = await check(engine, events=False)
+
+    assert report.violations == [
+        "queue sales: availability index ['a1'], available agents ['a1', 'a2']"]
+    await engine.redis.zadd(avail, {"a2": score})
+    assert (await check(engine)).ok
+
+
+async def test_a_task_of_a_conversation_its_only_ready_agent_holds_waits_legitimately(
+    engine: Engine,
+):
+    # a1 has room but serves the customer already: the queued request of
+    # the same conversation is not for a1, so waiting is right.
+    await setup_center(engine, max_requests=2, ready=True)
+    await engine.pull_task("a1", "c-1", "chat")
+    t = await engine.push_task("c-1", "sales")
+
+    assert t.media.state == "QUEUED"
+    assert (await check(engine)).ok

@@ -17,6 +17,12 @@ reports there is worth a second look before acting on it).
 4. Nothing is lost or stuck: every live task has the deadline that ends it
    (TTL while QUEUED, RONA while RESERVED, wrap-up in WRAP_UP), and with
    `overdue_ms` none of those deadlines is older than that.
+5. Nothing waits while an agent could take it: no agent that is available
+   on a queue's MRD (logged in, READY there, below maxRequests) is left
+   beside a task waiting in that queue that it may be offered (not one it
+   transferred away, nor one of a conversation it already holds on that
+   MRD); and each queue's availability index lists exactly its available
+   agents.
 """
 
 from __future__ import annotations
@@ -50,6 +56,13 @@ def waiting_task_id(member: str) -> str:
 
 async def _scan(redis: Any, pattern: str) -> list[str]:
     return [k async for k in redis.scan_iter(match=pattern, count=1000)]
+
+
+def _available(agent: dict[str, str], mrd: str, mrds: dict[str, dict[str, str]]) -> bool:
+    """agent_available of agent.lua, on the agent's hash."""
+    base = agent.get(f"{mrd}|st") or ("LOGOUT" if agent.get("st") == "LOGOUT" else "NOT_READY")
+    return (agent.get("st") != "LOGOUT" and base == "READY"
+            and int(agent.get(f"{mrd}|n", 0)) < _agent_max(agent, mrd, mrds))
 
 
 def _agent_max(agent: dict[str, str], mrd: str, mrds: dict[str, dict[str, str]]) -> int:
@@ -158,6 +171,25 @@ async def check(engine: Engine, *, overdue_ms: int | None = None, events: bool =
         tid = member.split("|")[1]
         if tid not in tasks:
             rep.add(f"deadline {member} for a task that does not exist")
+
+    # 5. nothing waits while an agent could take it
+    for q, cfg in sorted(queues.items()):
+        mrd = cfg.get("mrdId", "")
+        members = sorted(a for a, h in agents.items() if q in json.loads(h.get("queues") or "[]"))
+        available = {a for a in members if _available(agents[a], mrd, mrds)}
+        indexed = set(await r.zrange(f"{p}q:{q}:avail", 0, -1))
+        if indexed != available:
+            rep.add(f"queue {q}: availability index {sorted(indexed)}, available agents {sorted(available)}")
+        for tid in sorted(waiting.get(q, ())):
+            t = tasks.get(tid)
+            if t is None:
+                continue
+            holders = {o["assignedTo"] for o in tasks.values()
+                       if o["conversationId"] == t["conversationId"] and o["mrdId"] == mrd
+                       and o["state"] != "CLOSED" and o.get("assignedTo")}
+            takers = sorted(a for a in available if a != t.get("exclude") and a not in holders)
+            if takers:
+                rep.add(f"task {tid} waits in queue {q} while {takers} could take it")
 
     # 3. the stream carries every change
     if events:
