@@ -30,7 +30,10 @@ return run(function()
   agent_forget(id)
   a = agent_get(id)
   for _, qid in ipairs(a.queues) do redis.call('SADD', key('q', qid, 'members'), id) end
-  for _, mrd in ipairs(mrd_ids()) do mrd_commit(a, mrd) end
+  for _, mrd in ipairs(mrd_ids()) do
+    mrd_hold_over(a, mrd)
+    mrd_commit(a, mrd)
+  end
   emit_agent(a)
   for _, mrd in ipairs(mrd_ids()) do route_agent(a, mrd) end
   return agent_json(a)

@@ -28,6 +28,7 @@ return run(function()
     table.sort(ids)
     for _, aid in ipairs(ids) do
       local a = agent_get(aid)
+      mrd_hold_over(a, id)
       mrd_commit(a, id)
       emit_agent(a)
     end

@@ -32,11 +32,10 @@ async def test_after_a_random_workload_the_replayed_stream_equals_the_live_state
 
 
 async def test_with_capacity_changes_the_replayed_stream_still_equals_the_live_state(
-    redis: aioredis.Redis, backend: str,
+    engine: Engine, backend: str,
 ) -> None:
-    # Not the engine fixture: lowering maxRequests can leave an agent above
-    # it, which its invariant check reports (see tests/workload.py).
-    engine = Engine(redis, "test")
+    # Lowering maxRequests under what agents hold is part of it (see
+    # tests/workload.py); the engine fixture's invariant check runs after.
     await run_workload(engine, OPS[backend], seed=7, capacity_changes=True)
     assert await compare(await replay(engine), engine) == []
 

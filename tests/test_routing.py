@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from redroute import Engine, NotFound, ValidationError
@@ -199,6 +201,57 @@ async def test_capacity_raised_by_config_hands_waiting_tasks_out_by_selection_po
     await engine.put_mrd("chat", max_requests=2)
 
     assert (await engine.get_task(waiting.id)).assigned_to == "a2"
+
+
+async def test_capacity_lowered_under_what_an_agent_holds_keeps_its_tasks_and_offers_no_more(
+    engine: Engine,
+):
+    await setup_center(engine, max_requests=3, ready=True)
+    held = [await engine.push_task(f"c-{i}", "sales") for i in range(3)]
+
+    await engine.put_mrd("chat", max_requests=1)
+
+    assert (await engine.get_agent("a1")).mrd("chat").state == "BUSY"
+    assert [(await engine.get_task(t.id)).media.state for t in held] == ["RESERVED"] * 3
+    waiting = await engine.push_task("c-9", "sales")
+    assert waiting.media.state == "QUEUED"
+    assert (await check(engine)).ok  # over the limit by configuration, not by routing
+    await engine.close_media(held[0].id, held[0].media.id)
+    assert (await engine.get_task(waiting.id)).media.state == "QUEUED"  # 2 held, limit 1
+    assert (await check(engine)).ok
+    await engine.close_media(held[1].id, held[1].media.id)
+    await engine.close_media(held[2].id, held[2].media.id)
+    assert (await engine.get_task(waiting.id)).assigned_to == "a1"  # back under it
+
+
+async def test_an_agent_override_lowered_under_what_it_holds_is_held_over_too(engine: Engine):
+    await setup_center(engine, max_requests=3, ready=True)
+    for i in range(3):
+        await engine.push_task(f"c-{i}", "sales")
+
+    await engine.put_agent("a1", queues=["sales"], max_requests={"chat": 2})
+
+    assert (await engine.get_agent("a1")).mrd("chat").state == "BUSY"
+    assert (await check(engine)).ok
+
+
+async def test_invariant_checker_still_reports_an_agent_over_capacity_by_routing(engine: Engine):
+    await setup_center(engine, max_requests=1, ready=True)
+    t = await engine.push_task("c-1", "sales")
+    # A second open media a buggy step would have given a1 past maxRequests.
+    key = f"{engine.prefix}task:{t.id}"
+    stored = await engine.redis.get(key)
+    doc = json.loads(stored)
+    doc["media"].append({**doc["media"][0], "id": "m-x", "state": "ACTIVE"})
+    await engine.redis.set(key, json.dumps(doc))
+    await engine.redis.hset(f"{engine.prefix}agent:a1", "chat|n", 2)
+
+    report = await check(engine, events=False)
+
+    assert "agent a1 mrd chat: 2 open medias over maxRequests" in report.violations
+    await engine.redis.set(key, stored)
+    await engine.redis.hset(f"{engine.prefix}agent:a1", "chat|n", 1)
+    assert (await check(engine)).ok
 
 
 async def test_config_change_of_what_an_agent_shows_stamps_its_state_change_time(engine: Engine):

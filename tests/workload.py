@@ -103,8 +103,8 @@ async def run_workload(
 ) -> WorkloadStats:
     """Runs `ops` random operations on engine's tenant; see the module doc.
     capacity_changes: configuration steps also change maxRequests (up and
-    down), which can leave an agent above its new maxRequests (so the
-    capacity invariant of redroute.invariants does not hold after it)."""
+    down), which can leave an agent above its new maxRequests until its
+    tasks end (held over by configuration, which the invariants allow)."""
     queues = queues or DEFAULT_QUEUES
     if setup:
         await setup_workload(engine, agents, queues)

@@ -9,7 +9,9 @@
                            PENDING_NOT_READY, READY), m|rc reason,
                            m|n open medias + WRAP_UP tasks held, m|sh the
                            state it last showed, m|t when that changed, m|la last time it was made ready or
-                           given a task (the LONGEST_AVAILABLE order)
+                           given a task (the LONGEST_AVAILABLE order),
+                           m|ov how many it holds over maxRequests because
+                           the limit was lowered under it ('' when none)
   rr:{t}:agent:<id>:tasks  set of the agent's live task ids
   rr:{t}:agents            set of agent ids
   rr:{t}:q:<id>:members    set of agents that list the queue
@@ -150,10 +152,32 @@ local function mrd_set_base(a, mrd, st, rc)
   mrd_commit(a, mrd)
 end
 
+-- Capacity lowered under what the agent holds (put_mrd, put_agent): its
+-- tasks stay until they end and it takes no more meanwhile; m|ov records
+-- the count held over the limit by that change, shrinking as they close,
+-- so that only a configuration, never routing, can explain an agent above
+-- its maxRequests.
+local function mrd_hold_over(a, mrd)
+  local n = mrd_count(a, mrd)
+  if n > agent_max(a, mrd) then
+    agent_set(a, mrd .. '|ov', n)
+  elseif (a.f[mrd .. '|ov'] or '') ~= '' then
+    agent_set(a, mrd .. '|ov', '')
+  end
+end
+
 -- One more (delta 1) or one less (delta -1) slot in use on the MRD.
 local function mrd_count_add(a, mrd, delta)
   local n = mrd_count(a, mrd) + delta
   agent_set(a, mrd .. '|n', n)
+  local ov = tonumber(a.f[mrd .. '|ov'] or '')
+  if ov and delta < 0 then
+    if n <= agent_max(a, mrd) then
+      agent_set(a, mrd .. '|ov', '')
+    elseif n < ov then
+      agent_set(a, mrd .. '|ov', n)
+    end
+  end
   if delta > 0 then agent_set(a, mrd .. '|la', now_ms()) end
   if n == 0 and mrd_base(a, mrd) == 'PENDING_NOT_READY' then agent_set(a, mrd .. '|st', 'NOT_READY') end
   mrd_commit(a, mrd)
