@@ -11,14 +11,35 @@
     ARGV[7]  requestSession, a JSON object
     ARGV[8]  metadata, a JSON object
     ARGV[9]  direction: INBOUND or DIRECT_CONFERENCE
+    ARGV[10] idempotency key, or '': a request retried with the same key
+             (its outcome unknown to the caller, say after a timeout) gets
+             the task the first one created instead of a second task
   Output: the task as JSON (media QUEUED, or RESERVED when an agent was free);
-          NOT_FOUND for an unknown queue
+          with an idempotency key {201, the new task as JSON}, or {200, the
+          key's earlier task as JSON, as it is now} when the key was used in
+          the last RETENTION ms for the same queue and conversation;
+          NOT_FOUND for an unknown queue; VALIDATION_ERROR for a key used
+          for another request
+  Keys: rr:{t}:idem:<key>  "<taskId>|<queueId>|<conversationId>", expires
+                           RETENTION ms after the first request
   Events: TASK_STATE_CHANGED (created, media QUEUED), then when an agent is
           free TASK_STATE_CHANGED (media RESERVED), AGENT_RESERVED,
           AGENT_STATE_CHANGED
 ]]
 --- @include "includes/lifecycle"
 return run(function()
+  local idem, request = A[8] or '', A[1] .. '|' .. A[2]
+  if idem ~= '' then
+    local prior = redis.call('GET', key('idem', idem))
+    if prior then
+      local tid, was = string.match(prior, '^([^|]+)|(.*)$')
+      if was ~= request then
+        fail('VALIDATION_ERROR', 'Idempotency-Key ' .. idem .. ' was used for another request')
+      end
+      local t = task_get(tid)
+      if t then return {200, task_json(t)} end
+    end
+  end
   local q = queue_get(A[1])
   if not q then fail('NOT_FOUND', 'queue ' .. A[1] .. ' does not exist') end
   local ttl = tonumber(A[4]) or q.agentRequestTtlMs
@@ -27,5 +48,9 @@ return run(function()
     metadata = A[6], session = A[5], mediaState = 'QUEUED'})
   emit_task(t, true, {t.media[1].id})
   route_task(t)
+  if idem ~= '' then
+    redis.call('SET', key('idem', idem), t.id .. '|' .. request, 'PX', RETENTION)
+    return {201, task_json(t)}
+  end
   return task_json(t)
 end)

@@ -94,6 +94,30 @@ async def test_agent_state(server: Server) -> None:
     assert (st, p["code"]) == (422, "VALIDATION_ERROR")
 
 
+async def test_push_with_an_idempotency_key_is_safe_to_retry(server: Server) -> None:
+    await setup(server)
+    body = {"conversationId": "c-42", "queueId": "sales"}
+    key = {"Idempotency-Key": "order-77.retry"}
+    st, _, first = await call(server, "POST", "/v1/tasks", body, key)
+    assert st == 201
+    st, _, again = await call(server, "POST", "/v1/tasks", body, key)
+    assert st == 200 and again == first
+    _, _, tasks = await call(server, "GET", "/v1/conversations/c-42/tasks")
+    assert [t["id"] for t in tasks["tasks"]] == [first["id"]]
+
+    st, _, p = await call(server, "POST", "/v1/tasks", {**body, "conversationId": "c-43"}, key)
+    assert (st, p["code"]) == (422, "VALIDATION_ERROR")
+    st, _, p = await call(server, "POST", "/v1/tasks", body, {"Idempotency-Key": "no spaces"})
+    assert (st, p["code"]) == (422, "VALIDATION_ERROR")
+    st, _, other = await call(server, "POST", "/v1/tasks", body)  # no key: a new task
+    assert st == 201 and other["id"] != first["id"]
+    # The Python client, through the same header:
+    t, created = await server.client.push_task_idempotent("order-78", "c-44", "sales")
+    assert created
+    assert await server.client.push_task_idempotent("order-78", "c-44", "sales") == (t, False)
+    await assert_invariants(server.engine)
+
+
 async def test_push_accept_close_and_reads(server: Server) -> None:
     await setup(server)
     st, _, t = await call(server, "POST", "/v1/tasks",

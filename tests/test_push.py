@@ -3,7 +3,9 @@ queue, an agent is reserved, accepts or not (RONA), or the TTL expires."""
 
 from __future__ import annotations
 
-from redroute import Engine
+import pytest
+
+from redroute import Engine, ValidationError
 
 from .helpers import EventLog, pass_time, setup_center, summary
 
@@ -268,3 +270,50 @@ async def test_rona_on_the_agents_only_ready_mrd_makes_the_agent_not_ready(engin
     await pass_time(engine, 1_000)
     agent = await engine.set_agent_state("a1", "READY", mrd_id="voice")
     assert agent.state == "READY" and agent.mrd("chat").reason_code == "RONA"
+
+
+# Idempotency keys: a request retried after an unknown outcome (a timeout,
+# a lost connection) must not create a second task.
+
+
+async def test_a_push_retried_with_its_idempotency_key_creates_one_task(engine: Engine):
+    await setup_center(engine, ready=True)
+    first, created = await engine.push_task_idempotent("req-1", "c-1", "sales")
+    assert created and first.media.state == "RESERVED"
+    await engine.accept(first.id, first.media.id)
+    log = EventLog(engine)
+    await log.skip()
+
+    again, created = await engine.push_task_idempotent("req-1", "c-1", "sales")
+
+    assert not created
+    assert again.id == first.id and again.media.state == "ACTIVE"  # the task as it is now
+    assert [t.id for t in await engine.conversation_tasks("c-1")] == [first.id]
+    assert await log.take() == []
+
+
+async def test_an_idempotency_key_used_for_another_request_is_rejected_and_changes_nothing(
+    engine: Engine,
+):
+    await setup_center(engine)
+    await engine.push_task_idempotent("req-1", "c-1", "sales")
+    log = EventLog(engine)
+    await log.skip()
+
+    with pytest.raises(ValidationError, match="Idempotency-Key req-1"):
+        await engine.push_task_idempotent("req-1", "c-2", "sales")
+
+    assert await engine.conversation_tasks("c-2") == []
+    assert await log.take() == []
+
+
+async def test_idempotency_keys_belong_to_their_tenant(engine: Engine):
+    other = Engine(engine.redis, "other-tenant")
+    for e in (engine, other):
+        await setup_center(e)
+    a, _ = await engine.push_task_idempotent("req-1", "c-1", "sales")
+
+    b, created = await other.push_task_idempotent("req-1", "c-1", "sales")
+
+    assert created and (await other.get_task(b.id)).conversation_id == "c-1"
+    assert [t.id for t in await engine.conversation_tasks("c-1")] == [a.id]

@@ -78,8 +78,9 @@ class Client:
             h["Authorization"] = f"Bearer {self.api_key}"
         return h
 
-    async def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        headers = self._headers()
+    async def request(self, method: str, path: str, body: Any = None,
+                      headers: dict[str, str] | None = None) -> tuple[int, Any]:
+        headers = {**self._headers(), **(headers or {})}
         data = None
         if body is not None:
             if self.use_msgpack:
@@ -165,6 +166,19 @@ class Client:
             "agentRequestTtlMs": agent_request_ttl_ms, "requestSession": request_session,
             "metadata": metadata}))
         return Task.from_dict(d)
+
+    async def push_task_idempotent(
+        self, idempotency_key: str, conversation_id: str, queue_id: str, *, priority: int = 1,
+        agent_request_ttl_ms: int | None = None, request_session: dict[str, Any] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> tuple[Task, bool]:
+        """push_task, safe to retry with the same key (see Engine's):
+        returns the task and whether this call created it."""
+        status, d = await self.request("POST", "/v1/tasks", _drop_none({
+            "conversationId": conversation_id, "queueId": queue_id, "priority": priority,
+            "agentRequestTtlMs": agent_request_ttl_ms, "requestSession": request_session,
+            "metadata": metadata}), headers={"Idempotency-Key": idempotency_key})
+        return Task.from_dict(d), status == 201
 
     async def pull_task(self, agent_id: str, conversation_id: str, mrd_id: str, *,
                         direction: str = "INBOUND", request_session: dict[str, Any] | None = None,

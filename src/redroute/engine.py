@@ -194,6 +194,29 @@ class Engine:
         agent_request_ttl_ms: int | None = None, request_session: dict[str, Any] | None = None,
         metadata: dict[str, Any] | None = None, direction: Direction | str = Direction.INBOUND,
     ) -> Task:
+        raw = await self._push(None, conversation_id, queue_id, priority, agent_request_ttl_ms,
+                               request_session, metadata, direction)
+        return Task.from_json(raw)
+
+    async def push_task_idempotent(
+        self, idempotency_key: str, conversation_id: str, queue_id: str, *, priority: int = 1,
+        agent_request_ttl_ms: int | None = None, request_session: dict[str, Any] | None = None,
+        metadata: dict[str, Any] | None = None, direction: Direction | str = Direction.INBOUND,
+    ) -> tuple[Task, bool]:
+        """push_task that is safe to retry: the first call with a key creates
+        the task; a later one with the same key (within the retention
+        period, for the same queue and conversation) creates nothing and
+        returns that task as it is now. Returns the task and whether this
+        call created it."""
+        v.check_id("idempotencyKey", idempotency_key)
+        status, raw = await self._push(idempotency_key, conversation_id, queue_id, priority,
+                                       agent_request_ttl_ms, request_session, metadata, direction)
+        return Task.from_json(raw), int(status) == 201
+
+    async def _push(self, idempotency_key: str | None, conversation_id: str, queue_id: str,
+                    priority: int, agent_request_ttl_ms: int | None,
+                    request_session: dict[str, Any] | None, metadata: dict[str, Any] | None,
+                    direction: Direction | str) -> Any:
         v.check_id("conversationId", conversation_id)
         v.check_id("queueId", queue_id)
         v.check_priority(priority)
@@ -201,13 +224,12 @@ class Engine:
             v.check_int("agentRequestTtlMs", agent_request_ttl_ms, 1, 7 * DAY_MS)
         d = v.check_enum("direction", Direction, direction,
                          (Direction.INBOUND, Direction.DIRECT_CONFERENCE))
-        raw = await self.call(
+        return await self.call(
             "push_task", queue_id, conversation_id, priority,
             "" if agent_request_ttl_ms is None else agent_request_ttl_ms,
             v.json_object("requestSession", request_session), v.json_object("metadata", metadata),
-            d.value,
+            d.value, idempotency_key or "",
         )
-        return Task.from_json(raw)
 
     async def accept(self, task_id: str, media_id: str, agent_id: str | None = None) -> Task:
         v.check_id("taskId", task_id)

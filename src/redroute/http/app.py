@@ -110,6 +110,7 @@ class Operation:
     response: type[pydantic.BaseModel] | None = None
     statuses: tuple[int, ...] = (200,)
     errors: tuple[int, ...] = (404, 422)
+    headers: tuple[dict[str, Any], ...] = ()  # request headers it reads (OpenAPI parameters)
 
 
 OPERATIONS: list[Operation] = []
@@ -119,7 +120,8 @@ def operation(method: str, path: str, op_id: str, summary: str, tag: str, *,
               body: type[pydantic.BaseModel] | None = None,
               response: type[pydantic.BaseModel] | None = None,
               statuses: tuple[int, ...] = (200,),
-              errors: tuple[int, ...] = (404, 422)) -> Callable[[Handler], Handler]:
+              errors: tuple[int, ...] = (404, 422),
+              headers: tuple[dict[str, Any], ...] = ()) -> Callable[[Handler], Handler]:
     def register(fn: Handler) -> Handler:
         errs = set(errors) | {503}
         if body is not None:
@@ -127,7 +129,7 @@ def operation(method: str, path: str, op_id: str, summary: str, tag: str, *,
         if "{" in path:
             errs |= {422}
         OPERATIONS.append(Operation(method, path, op_id, summary, tag, fn, body, response,
-                                    statuses, tuple(sorted(errs))))
+                                    statuses, tuple(sorted(errs)), headers))
         return fn
     return register
 
@@ -212,14 +214,31 @@ async def agent_tasks(c: Ctx) -> tuple[int, Any]:
 
 # Tasks
 
+IDEMPOTENCY_KEY = "Idempotency-Key"
+IDEMPOTENCY_PARAM = {
+    "name": IDEMPOTENCY_KEY, "in": "header", "required": False,
+    "description": "makes the request safe to retry: a repeat with the same key within the "
+                   "retention period creates nothing and answers 200 with the first request's "
+                   "task as it is now (422 if the key was used for another queue or conversation)",
+    "schema": {"type": "string", "pattern": ID_PATTERN.pattern, "maxLength": 128},
+}
+
+
 @operation("POST", "/v1/tasks", "pushTask", "PUSH mode: a routing request to a queue", "tasks",
-           body=s.PushBody, response=s.Task, statuses=(201,), errors=(404, 422))
+           body=s.PushBody, response=s.Task, statuses=(201, 200), errors=(404, 422),
+           headers=(IDEMPOTENCY_PARAM,))
 async def push_task(c: Ctx) -> tuple[int, Any]:
     b: s.PushBody = c.body
-    t = await c.engine.push_task(b.conversationId, b.queueId, priority=b.priority,
-                                 agent_request_ttl_ms=b.agentRequestTtlMs,
-                                 request_session=b.requestSession, metadata=b.metadata)
-    return 201, _task(t)
+    args = dict(priority=b.priority, agent_request_ttl_ms=b.agentRequestTtlMs,
+                request_session=b.requestSession, metadata=b.metadata)
+    key = c.request.headers.get(IDEMPOTENCY_KEY)
+    if key is None:
+        return 201, _task(await c.engine.push_task(b.conversationId, b.queueId, **args))
+    if not ID_PATTERN.fullmatch(key):
+        raise bad_request(f"header {IDEMPOTENCY_KEY} must be 1-128 characters of letters, digits "
+                          f"and _.@+- starting with a letter or digit; got {key!r:.80}", status=422)
+    t, created = await c.engine.push_task_idempotent(key, b.conversationId, b.queueId, **args)
+    return (201 if created else 200), _task(t)
 
 
 @operation("POST", "/v1/agents/{agentId}/tasks", "pullTask",

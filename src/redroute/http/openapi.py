@@ -68,7 +68,8 @@ def document() -> dict[str, Any]:
     for op in OPERATIONS:
         item: dict[str, Any] = {
             "operationId": op.op_id, "summary": op.summary, "tags": [op.tag],
-            "parameters": [_path_param(p) for p in _PARAM.findall(op.path)] + [TENANT_PARAM],
+            "parameters": ([_path_param(p) for p in _PARAM.findall(op.path)] + [TENANT_PARAM]
+                           + list(op.headers)),
             "responses": {},
         }
         if op.body is not None:
