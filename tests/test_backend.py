@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import time
+
+import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from redroute.backend import connect
 
@@ -37,3 +41,21 @@ async def test_calls_beyond_the_pool_size_queue_until_a_connection_is_free(
         await client.aclose()
     assert results == [None] * 12
     assert made <= 4
+
+
+async def test_a_call_that_finds_no_free_connection_in_time_fails_as_redis_unavailable(
+        redis_server: RedisProcess) -> None:
+    # The wait is bounded: past pool_timeout the call fails like any lost
+    # connection (a 503 over HTTP), it does not hang.
+    client = connect(redis_server.url, max_connections=1, pool_timeout=0.2)
+    try:
+        holder = asyncio.ensure_future(client.blpop(["rr-test-hold"], timeout=1))
+        await asyncio.sleep(0.05)
+        started = time.monotonic()
+        with pytest.raises(RedisConnectionError, match="No connection available"):
+            await client.ping()
+        assert 0.15 < time.monotonic() - started < 0.9
+        assert await holder is None
+        assert await client.ping()  # free again
+    finally:
+        await client.aclose()
