@@ -49,14 +49,18 @@ async def test_check_of_healthy_tenants_exits_0(live, redis_server: RedisProcess
 
 async def test_check_reports_each_violation_and_exits_1(live, redis_server: RedisProcess):
     held = (await Engine(live, "acme").get_agent("a1")).mrd("chat").active_tasks
-    await live.hset("rr:{acme}:agent:a1", "chat|n", 5)  # a slot count gone wrong
+    # A slot count gone wrong, on the same side of maxRequests (2), so that
+    # a1's availability (and the queue's index) stays what it was: a1 holds
+    # one or both tasks, depending on whether the setup ran in one ms.
+    wrong = 0 if held < 2 else 3
+    await live.hset("rr:{acme}:agent:a1", "chat|n", wrong)
 
     done = run_check(redis_server.url, "--tenant", "acme", "--settle", "0.1")
 
     assert done.returncode == 1
     assert done.stdout.splitlines() == [
         "tenant acme: 2 violation(s) (2 live tasks, 0 closed, 2 agents)",
-        f"  - agent a1 mrd chat: stored count 5, open medias {held}",
+        f"  - agent a1 mrd chat: stored count {wrong}, open medias {held}",
         "  - agent a1: last event differs from state "
         + str((await Engine(live, "acme").get_agent("a1")).to_dict()),
     ]

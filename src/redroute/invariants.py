@@ -176,6 +176,10 @@ async def check(engine: Engine, *, overdue_ms: int | None = None, events: bool =
             rep.add(f"deadline {member} for a task that does not exist")
 
     # 5. nothing waits while an agent could take it
+    holders: dict[tuple[str, str], set[str]] = {}  # (conversation, MRD) -> agents with a live task
+    for o in tasks.values():
+        if o["state"] != "CLOSED" and o.get("assignedTo"):
+            holders.setdefault((o["conversationId"], o["mrdId"]), set()).add(o["assignedTo"])
     for q, cfg in sorted(queues.items()):
         mrd = cfg.get("mrdId", "")
         members = sorted(a for a, h in agents.items() if q in json.loads(h.get("queues") or "[]"))
@@ -187,10 +191,8 @@ async def check(engine: Engine, *, overdue_ms: int | None = None, events: bool =
             t = tasks.get(tid)
             if t is None:
                 continue
-            holders = {o["assignedTo"] for o in tasks.values()
-                       if o["conversationId"] == t["conversationId"] and o["mrdId"] == mrd
-                       and o["state"] != "CLOSED" and o.get("assignedTo")}
-            takers = sorted(a for a in available if a != t.get("exclude") and a not in holders)
+            held_by = holders.get((t["conversationId"], mrd), set())
+            takers = sorted(a for a in available if a != t.get("exclude") and a not in held_by)
             if takers:
                 rep.add(f"task {tid} waits in queue {q} while {takers} could take it")
 
