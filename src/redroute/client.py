@@ -25,6 +25,14 @@ _ERRORS: dict[str, type[RedrouteError]] = {
 MSGPACK = "application/msgpack"
 
 
+def _push_body(conversation_id: str, queue_id: str, priority: int, ttl_ms: int | None,
+               request_session: dict[str, Any] | None,
+               metadata: dict[str, Any] | None) -> dict[str, Any]:
+    return _drop_none({"conversationId": conversation_id, "queueId": queue_id,
+                       "priority": priority, "agentRequestTtlMs": ttl_ms,
+                       "requestSession": request_session, "metadata": metadata})
+
+
 def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in d.items() if v is not None}
 
@@ -161,10 +169,8 @@ class Client:
                         agent_request_ttl_ms: int | None = None,
                         request_session: dict[str, Any] | None = None,
                         metadata: dict[str, Any] | None = None) -> Task:
-        _, d = await self.request("POST", "/v1/tasks", _drop_none({
-            "conversationId": conversation_id, "queueId": queue_id, "priority": priority,
-            "agentRequestTtlMs": agent_request_ttl_ms, "requestSession": request_session,
-            "metadata": metadata}))
+        _, d = await self.request("POST", "/v1/tasks", _push_body(
+            conversation_id, queue_id, priority, agent_request_ttl_ms, request_session, metadata))
         return Task.from_dict(d)
 
     async def push_task_idempotent(
@@ -174,10 +180,9 @@ class Client:
     ) -> tuple[Task, bool]:
         """push_task, safe to retry with the same key (see Engine's):
         returns the task and whether this call created it."""
-        status, d = await self.request("POST", "/v1/tasks", _drop_none({
-            "conversationId": conversation_id, "queueId": queue_id, "priority": priority,
-            "agentRequestTtlMs": agent_request_ttl_ms, "requestSession": request_session,
-            "metadata": metadata}), headers={"Idempotency-Key": idempotency_key})
+        status, d = await self.request("POST", "/v1/tasks", _push_body(
+            conversation_id, queue_id, priority, agent_request_ttl_ms, request_session, metadata),
+            headers={"Idempotency-Key": idempotency_key})
         return Task.from_dict(d), status == 201
 
     async def pull_task(self, agent_id: str, conversation_id: str, mrd_id: str, *,

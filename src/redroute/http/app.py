@@ -235,8 +235,7 @@ async def push_task(c: Ctx) -> tuple[int, Any]:
     if key is None:
         return 201, _task(await c.engine.push_task(b.conversationId, b.queueId, **args))
     if not ID_PATTERN.fullmatch(key):
-        raise bad_request(f"header {IDEMPOTENCY_KEY} must be 1-128 characters of letters, digits "
-                          f"and _.@+- starting with a letter or digit; got {key!r:.80}", status=422)
+        raise _bad_id(f"header {IDEMPOTENCY_KEY}", key)
     t, created = await c.engine.push_task_idempotent(key, b.conversationId, b.queueId, **args)
     return (201 if created else 200), _task(t)
 
@@ -313,6 +312,11 @@ def _tenant(request: web.Request) -> str:
     return tenant if tenant is not None else request.headers.get("X-Tenant", "default")
 
 
+def _bad_id(what: str, value: str) -> Problem:
+    return bad_request(f"{what} must be 1-128 characters of letters, digits and _.@+- "
+                       f"starting with a letter or digit; got {value!r:.80}", status=422)
+
+
 def _path(request: web.Request) -> dict[str, str]:
     out = {}
     for name, value in request.match_info.items():
@@ -321,9 +325,7 @@ def _path(request: web.Request) -> dict[str, str]:
         if ID_PATTERN.fullmatch(value):
             out[name] = value
         else:
-            raise bad_request(
-                f"path parameter {name} must be 1-128 characters of letters, digits and _.@+- "
-                f"starting with a letter or digit; got {value!r:.80}", status=422)
+            raise _bad_id(f"path parameter {name}", value)
     return out
 
 
