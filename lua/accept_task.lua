@@ -24,7 +24,7 @@ return run(function()
   end
   timer_del('rona|' .. t.id .. '|' .. m.id)
   m.state = 'ACTIVE'
-  m.answerTime = now_ms()
+  m.answerTime = now_s()
   task_save(t)
   emit_task(t, false, {m.id})
   return task_json(t)

@@ -24,7 +24,7 @@ return run(function()
   local cid = A[1]
   local a = agent_must(A[2])
   local mrd_id, sla, from = nz(A[3]), tonumber(A[4]), nil
-  local ids = redis.call('ZRANGE', key('conv', cid), 0, -1)
+  local ids = redis.call('ZRANGE', key('conv', cid), '0', '-1')
   for i = #ids, 1, -1 do
     local t = task_get(ids[i])
     if t and t.state ~= 'CLOSED' and (mrd_id == nil or t.mrdId == mrd_id) then
@@ -45,7 +45,7 @@ return run(function()
   local q = from and queue_get(from.queueId)
   sla = sla or (q and q.agentSlaMs) or 30000
   local t = task_new({conversationId = cid, direction = 'DIRECT_CONFERENCE', mode = 'AGENT',
-    mrdId = mrd_id, priority = from and from.priority, ttlDeadline = now_ms() + sla, slaMs = sla,
+    mrdId = mrd_id, priority = from and from.priority, ttlDeadline = istr(now_ms() + sla), slaMs = sla,
     metadata = A[6], session = A[5], mediaState = 'QUEUED'})
   offer_named(t, a)
   return task_json(t)

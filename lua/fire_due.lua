@@ -19,7 +19,7 @@
 --- @include "includes/lifecycle"
 return run(function()
   local now = now_ms()
-  local due = redis.call('ZRANGEBYSCORE', key('timers'), '-inf', now, 'LIMIT', 0, tonumber(A[1]))
+  local due = redis.call('ZRANGEBYSCORE', key('timers'), '-inf', istr(now), 'LIMIT', '0', A[1])
   local fired, lags = 0, {}
   for _, member in ipairs(due) do
     local at = tonumber(redis.call('ZSCORE', key('timers'), member))
@@ -45,7 +45,7 @@ return run(function()
     end
     if fired > before then lags[#lags + 1] = now - at end
   end
-  local head = redis.call('ZRANGE', key('timers'), 0, 0, 'WITHSCORES')
+  local head = redis.call('ZRANGE', key('timers'), '0', '0', 'WITHSCORES')
   if head[2] then timer_arm(tonumber(head[2])) end
   local out = {fired, #due, tonumber(head[2] or '-1'), now}
   for _, lag in ipairs(lags) do out[#out + 1] = lag end

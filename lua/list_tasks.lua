@@ -18,7 +18,7 @@ return run(function()
     end
     ids = redis.call('SMEMBERS', key('agent', A[2], 'tasks'))
   else
-    ids = redis.call('ZRANGE', key('conv', A[2]), 0, -1)
+    ids = redis.call('ZRANGE', key('conv', A[2]), '0', '-1')
   end
   local out = {}
   for _, id in ipairs(ids) do
@@ -26,7 +26,7 @@ return run(function()
     if t then out[#out + 1] = t end
   end
   table.sort(out, function(x, y)
-    if x.createdAt ~= y.createdAt then return x.createdAt < y.createdAt end
+    if x.createdAt ~= y.createdAt then return tonumber(x.createdAt) < tonumber(y.createdAt) end
     return #x.id < #y.id or (#x.id == #y.id and x.id < y.id)
   end)
   for i, t in ipairs(out) do out[i] = task_json(t) end

@@ -47,7 +47,7 @@ return run(function()
   end
   local status, m = 200, nil
   if t then
-    m = {id = 'm-' .. next_seq(), mrdId = mrd_id, state = 'ACTIVE', enqueueTime = now_ms(), session = A[5]}
+    m = {id = 'm-' .. istr(next_seq()), mrdId = mrd_id, state = 'ACTIVE', enqueueTime = now_s(), session = A[5]}
     t.media[#t.media + 1] = m
   else
     status = 201
@@ -57,7 +57,7 @@ return run(function()
     m = t.media[1]
     redis.call('SADD', key('agent', a.id, 'tasks'), t.id)
   end
-  m.answerTime = now_ms()
+  m.answerTime = now_s()
   task_save(t)
   emit_task(t, status == 201, {m.id})
   mrd_count_add(a, mrd_id, 1)

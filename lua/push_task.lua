@@ -44,7 +44,7 @@ return run(function()
   if not q then fail('NOT_FOUND', 'queue ' .. A[1] .. ' does not exist') end
   local ttl = tonumber(A[4]) or q.agentRequestTtlMs
   local t = task_new({conversationId = A[2], direction = A[7], mode = 'QUEUE', queueId = q.id,
-    mrdId = q.mrdId, priority = tonumber(A[3]), ttlDeadline = now_ms() + ttl,
+    mrdId = q.mrdId, priority = A[3], ttlDeadline = istr(now_ms() + ttl),
     metadata = A[6], session = A[5], mediaState = 'QUEUED'})
   emit_task(t, true, {t.media[1].id})
   route_task(t)

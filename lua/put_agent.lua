@@ -23,7 +23,7 @@ return run(function()
       redis.call('ZREM', key('q', qid, 'avail'), id)
     end
   else
-    redis.call('HSET', k, 'st', 'LOGOUT', 'rc', '', 't', now_ms())
+    redis.call('HSET', k, 'st', 'LOGOUT', 'rc', '', 't', istr(now_ms()))
     redis.call('SADD', key('agents'), id)
   end
   redis.call('HSET', k, 'queues', A[2], 'attrs', A[3], 'max', A[4])

@@ -51,7 +51,7 @@ return run(function()
   local nt
   if q then
     nt = task_new({conversationId = cid, direction = 'DIRECT_TRANSFER', mode = 'QUEUE', queueId = q.id,
-      mrdId = q.mrdId, priority = old.priority, ttlDeadline = now_ms() + q.agentRequestTtlMs,
+      mrdId = q.mrdId, priority = old.priority, ttlDeadline = istr(now_ms() + q.agentRequestTtlMs),
       metadata = metadata, session = session, mediaState = 'QUEUED', exclude = from.id})
     emit_task(nt, true, {nt.media[1].id})
     route_task(nt)
@@ -59,7 +59,7 @@ return run(function()
     local oq = queue_get(old.queueId)
     local sla = tonumber(A[5]) or (oq and oq.agentSlaMs) or 30000
     nt = task_new({conversationId = cid, direction = 'DIRECT_TRANSFER', mode = 'AGENT',
-      mrdId = old.mrdId, priority = old.priority, ttlDeadline = now_ms() + sla, slaMs = sla,
+      mrdId = old.mrdId, priority = old.priority, ttlDeadline = istr(now_ms() + sla), slaMs = sla,
       metadata = metadata, session = session, mediaState = 'QUEUED'})
     offer_named(nt, target)
   end

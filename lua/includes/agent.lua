@@ -69,7 +69,10 @@ local function agent_must(id)
   return a
 end
 
+-- Values are kept as Redis holds them, strings (numbers through istr), so
+-- the agent's JSON and its HSET use them as they are.
 local function agent_set(a, field, value)
+  if type(value) == 'number' then value = istr(value) end
   a.f[field] = value
   a.dirty[field] = value
 end
@@ -122,7 +125,7 @@ local function agent_reindex(a, mrd)
     local q = queue_get(qid)
     if q and q.mrdId == mrd then
       if avail then
-        redis.call('ZADD', key('q', qid, 'avail'), agent_score(a, mrd, q.agentSelectionPolicy), a.id)
+        redis.call('ZADD', key('q', qid, 'avail'), istr(agent_score(a, mrd, q.agentSelectionPolicy)), a.id)
       else
         redis.call('ZREM', key('q', qid, 'avail'), a.id)
       end
@@ -211,9 +214,9 @@ local function agent_json(a)
   local states = {}
   for i, mrd in ipairs(mrd_ids()) do
     states[i] = '{"mrdId":' .. jid(mrd) .. ',"state":' .. jid(mrd_display(a, mrd)) ..
-      ',"reasonCode":' .. jid(nz(a.f[mrd .. '|rc'])) .. ',"activeTasks":' .. jint(mrd_count(a, mrd)) ..
+      ',"reasonCode":' .. jid(nz(a.f[mrd .. '|rc'])) .. ',"activeTasks":' .. (a.f[mrd .. '|n'] or '0') ..
       ',"maxRequests":' .. jint(agent_max(a, mrd)) ..
-      ',"stateChangeTime":' .. jint(tonumber(a.f[mrd .. '|t'] or a.f.t)) .. '}'
+      ',"stateChangeTime":' .. (a.f[mrd .. '|t'] or a.f.t or 'null') .. '}'
   end
   local max = {}
   for mrd, n in pairs(a.max) do max[#max + 1] = jid(mrd) .. ':' .. jint(tonumber(n)) end

@@ -16,7 +16,7 @@
 local P = KEYS[1]
 local TENANT = string.sub(P, 5, -3)
 local MAXLEN = ARGV[1]
-local RETENTION = tonumber(ARGV[2])
+local RETENTION = ARGV[2]  -- a string, as redis.call takes it (see istr)
 local A = {}
 for i = 3, #ARGV do A[i - 2] = ARGV[i] end
 
@@ -77,9 +77,30 @@ local function jid(s)
   return '"' .. s .. '"'
 end
 
+-- An integer as a string, formatted once per call. redis.call formats a
+-- Lua number argument with "%.17g", several times the cost of '%d', so
+-- numbers reach it through istr; a call's events repeat the same few
+-- numbers (now, deadlines, counts), which the memo formats once.
+-- A string (a number read back from Redis or a task) passes as it is.
+local ISTR = {}
+local function istr(n)
+  if type(n) == 'string' then return n end
+  local s = ISTR[n]
+  if s == nil then
+    s = string.format('%d', n)
+    ISTR[n] = s
+  end
+  return s
+end
+
+-- now_ms() as a string, for what is stored.
+local function now_s()
+  return istr(now_ms())
+end
+
 local function jint(n)
   if n == nil then return 'null' end
-  return string.format('%d', n)
+  return istr(n)
 end
 
 local function jbool(b)
@@ -99,22 +120,53 @@ end
 
 -- What this call did, by name (event types, and RONA for a reservation
 -- that ended unanswered or declined): added to the tenant's running totals
--- in rr:{t}:counts, one HINCRBY per name when the script ends. /metrics reads
--- that hash, so the counts are exact whichever process served the call.
-local COUNTS = {}
+-- in rr:{t}:counts when the script ends, as one HINCRBY on a field that
+-- names the whole mix in the order first counted, e.g.
+-- "TASK_STATE_CHANGED*2 AGENT_RESERVED AGENT_STATE_CHANGED". A command per
+-- name cost more than the rest of the counting; the mixes are few (one per
+-- path through a script). /metrics sums the fields by name
+-- (redroute.counts.totals_by_name), so the counts are exact whichever process
+-- served the call.
+local COUNTS, COUNTED = {}, {}
 
 local function count(name)
-  COUNTS[name] = (COUNTS[name] or 0) + 1
+  local n = COUNTS[name]
+  if n == nil then
+    n = 0
+    COUNTED[#COUNTED + 1] = name
+  end
+  COUNTS[name] = n + 1
 end
 
 AT_END[#AT_END + 1] = function()
-  for name, n in pairs(COUNTS) do redis.call('HINCRBY', key('counts'), name, n) end
+  if #COUNTED == 0 then return end
+  for i, name in ipairs(COUNTED) do
+    local n = COUNTS[name]
+    if n > 1 then COUNTED[i] = name .. '*' .. istr(n) end
+  end
+  redis.call('HINCRBY', key('counts'), table.concat(COUNTED, ' '), '1')
 end
 
--- Appends one event to the tenant's stream; data is already JSON.
+-- Appends one event to the tenant's stream; data is already JSON. The
+-- events are written, in order, when the script ends: a script that fails
+-- writes none, and only the last XADD trims the stream (MAXLEN ~ on each
+-- cost a tenth of a step's events).
+local EVENTS = {}
+
 local function emit(etype, data)
-  redis.call('XADD', key('events'), 'MAXLEN', '~', MAXLEN, '*', 'type', etype, 'data', data)
+  EVENTS[#EVENTS + 1] = etype
+  EVENTS[#EVENTS + 1] = data
   count(etype)
+end
+
+AT_END[#AT_END + 1] = function()
+  local k, last = key('events'), #EVENTS - 1
+  for i = 1, last - 2, 2 do
+    redis.call('XADD', k, '*', 'type', EVENTS[i], 'data', EVENTS[i + 1])
+  end
+  if last > 0 then
+    redis.call('XADD', k, 'MAXLEN', '~', MAXLEN, '*', 'type', EVENTS[last], 'data', EVENTS[last + 1])
+  end
 end
 
 -- Deadlines. The sorted set rr:{t}:timers is the durable truth. One key,
@@ -127,12 +179,12 @@ end
 local function timer_arm(at)
   local delay = at - now_ms()
   if delay < 1 then delay = 1 end
-  redis.call('SET', key('tmr', 'wake'), '1', 'PX', delay)
+  redis.call('SET', key('tmr', 'wake'), '1', 'PX', istr(delay))
 end
 
 local function timer_add(member, at)
-  redis.call('ZADD', key('timers'), at, member)
-  local head = redis.call('ZRANGE', key('timers'), 0, 0)
+  redis.call('ZADD', key('timers'), istr(at), member)
+  local head = redis.call('ZRANGE', key('timers'), '0', '0')
   if head[1] == member then
     timer_arm(at)
     redis.call('PUBLISH', 'rr:wake', TENANT)

@@ -62,7 +62,7 @@ local function task_reroute(t, reason)
     agent_follow_mrds(a, 'RONA')
     emit_agent(a)
   end
-  if t.direction == 'DIRECT_TRANSFER' or t.mode == 'AGENT' or now_ms() >= t.ttlDeadline then
+  if t.direction == 'DIRECT_TRANSFER' or t.mode == 'AGENT' or now_ms() >= tonumber(t.ttlDeadline) then
     emit_no_agent(t)
   else
     local nt = task_new({requestId = t.requestId, conversationId = t.conversationId,

@@ -18,12 +18,14 @@ end
 
 -- Members of a waiting set are the task's number zero-padded, so that equal
 -- scores (the same priority and millisecond) keep arrival order.
+-- (Done on the digits as text: a number would be parsed and formatted again.)
 local function wait_member(t)
-  return string.format('%015d', tonumber(string.sub(t.id, 3)))
+  local digits = string.sub(t.id, 3)
+  return string.rep('0', 15 - #digits) .. digits
 end
 
 local function member_task_id(member)
-  return 't-' .. tonumber(member)
+  return 't-' .. string.match(member, '^0*(.+)$')
 end
 
 -- How long a reserved agent has to accept: the queue's agentSlaMs, or the
@@ -48,8 +50,8 @@ end
 -- Parks a QUEUED task in its queue until an agent frees up or its TTL passes.
 local function enqueue(t)
   t.parked = true
-  redis.call('ZADD', key('q', t.queueId, 'waiting'), wait_score(t), wait_member(t))
-  redis.call('ZADD', key('q', t.queueId, 'age'), t.enqueueTime, t.id)
+  redis.call('ZADD', key('q', t.queueId, 'waiting'), istr(wait_score(t)), wait_member(t))
+  redis.call('ZADD', key('q', t.queueId, 'age'), istr(t.enqueueTime), t.id)
   timer_add('ttl|' .. t.id, t.ttlDeadline)
   task_save(t)
 end
@@ -77,7 +79,7 @@ end
 -- A conversation has a handful of tasks, so this stays cheap.
 local function conversation_agents(cid, mrd)
   local out, n = {}, 0
-  for _, id in ipairs(redis.call('ZRANGE', key('conv', cid), 0, -1)) do
+  for _, id in ipairs(redis.call('ZRANGE', key('conv', cid), '0', '-1')) do
     local t = task_is_live(id) and task_get(id)
     if t and t.assignedTo and t.mrdId == mrd and not out[t.assignedTo] then
       out[t.assignedTo] = true
@@ -95,7 +97,7 @@ local function find_agent(t)
     skip[t.exclude] = true
     n = n + 1
   end
-  local ids = redis.call('ZRANGE', key('q', t.queueId, 'avail'), 0, n)
+  local ids = redis.call('ZRANGE', key('q', t.queueId, 'avail'), '0', istr(n))
   for _, id in ipairs(ids) do
     if not skip[id] then return agent_get(id) end
   end
@@ -131,7 +133,7 @@ local function route_agent(a, mrd)
         -- holds and transfers it made, so a few at most.
         local from, found = 0, false
         while not found do
-          local page = redis.call('ZRANGE', key('q', qid, 'waiting'), from, from + 4, 'WITHSCORES')
+          local page = redis.call('ZRANGE', key('q', qid, 'waiting'), istr(from), istr(from + 4), 'WITHSCORES')
           for i = 1, #page, 2 do
             local score = tonumber(page[i + 1])
             if best_score and score >= best_score then
@@ -163,7 +165,7 @@ local function route_available(mrd)
   for _, qid in ipairs(qids) do
     local q = queue_get(qid)
     if q and q.mrdId == mrd then
-      for _, aid in ipairs(redis.call('ZRANGE', key('q', qid, 'avail'), 0, -1)) do
+      for _, aid in ipairs(redis.call('ZRANGE', key('q', qid, 'avail'), '0', '-1')) do
         if redis.call('ZCARD', key('q', qid, 'waiting')) == 0 then break end
         route_agent(agent_get(aid), mrd)
       end
@@ -196,7 +198,7 @@ local function agent_conversation_task(a, cid, mrd)
   for _, tid in ipairs(redis.call('SMEMBERS', key('agent', a.id, 'tasks'))) do
     local t = task_get(tid)
     if t.conversationId == cid and t.state == 'ACTIVE' and (mrd == nil or t.mrdId == mrd)
-        and media_pending(t, 'ACTIVE') and (best == nil or t.createdAt < best.createdAt
+        and media_pending(t, 'ACTIVE') and (best == nil or tonumber(t.createdAt) < tonumber(best.createdAt)
           or (t.createdAt == best.createdAt and tonumber(string.sub(t.id, 3)) <
               tonumber(string.sub(best.id, 3)))) then
       best = t

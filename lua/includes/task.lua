@@ -9,18 +9,35 @@
                      expires RETENTION ms after its last live task closes
 
   Internal form: the API fields, with null fields left out, opaque client JSON
-  kept as strings (metadata, media[i].session) and two routing fields:
+  kept as strings (metadata, media[i].session), the integer fields (priority,
+  times, deadlines) as their decimal strings, and two routing fields:
   exclude (an agent the task must not be offered to) and slaMs (the RONA
   timeout of a task with no queue).
 ]]
 -- Tasks are decoded once per script; every reader shares the table.
 local TASKS = {}
 
+-- A task's integer fields are kept as the strings they are written as
+-- (arithmetic on them converts by itself; comparisons use tonumber): cjson
+-- writes a number with "%.14g" and reads it with strtod, which made numbers
+-- the dearest part of saving and reading a task. A task saved with numbers
+-- (before this form) is converted when read.
+local function task_numbers_as_strings(t)
+  for _, f in ipairs({'priority', 'enqueueTime', 'ttlDeadline', 'createdAt', 'updatedAt'}) do
+    if t[f] then t[f] = istr(t[f]) end
+  end
+  for _, m in ipairs(t.media) do
+    if m.enqueueTime then m.enqueueTime = istr(m.enqueueTime) end
+    if m.answerTime then m.answerTime = istr(m.answerTime) end
+  end
+end
+
 local function task_get(id)
   local t = TASKS[id]
   if t ~= nil then return t or nil end
   local raw = redis.call('GET', key('task', id))
   t = raw and cjson.decode(raw) or false
+  if t and type(t.createdAt) == 'number' then task_numbers_as_strings(t) end
   TASKS[id] = t
   return t or nil
 end
@@ -50,16 +67,18 @@ local function task_json(t)
   if j then return j end
   local ms = {}
   for i, m in ipairs(t.media) do
-    ms[i] = '{"id":' .. jid(m.id) .. ',"mrdId":' .. jid(m.mrdId) .. ',"state":' .. jid(m.state) ..
-      ',"queueId":' .. jid(m.queueId) .. ',"enqueueTime":' .. jint(m.enqueueTime) ..
+    ms[i] = '{"id":"' .. m.id .. '","mrdId":"' .. m.mrdId .. '","state":"' .. m.state ..
+      '","queueId":' .. jid(m.queueId) .. ',"enqueueTime":' .. jint(m.enqueueTime) ..
       ',"answerTime":' .. jint(m.answerTime) .. ',"requestSession":' .. (m.session or '{}') .. '}'
   end
-  j = '{"id":' .. jid(t.id) .. ',"requestId":' .. jid(t.requestId) ..
-    ',"conversationId":' .. jid(t.conversationId) ..
-    ',"state":{"name":' .. jid(t.state) .. ',"reasonCode":' .. jid(t.reason) .. '}' ..
+  -- Fields that are never null are quoted in line: one string built, not one
+  -- per field.
+  j = '{"id":"' .. t.id .. '","requestId":"' .. t.requestId ..
+    '","conversationId":"' .. t.conversationId ..
+    '","state":{"name":"' .. t.state .. '","reasonCode":' .. jid(t.reason) .. '}' ..
     ',"assignedTo":' .. jid(t.assignedTo) ..
-    ',"type":{"direction":' .. jid(t.direction) .. ',"mode":' .. jid(t.mode) .. '}' ..
-    ',"queueId":' .. jid(t.queueId) .. ',"mrdId":' .. jid(t.mrdId) .. ',"priority":' .. jint(t.priority) ..
+    ',"type":{"direction":"' .. t.direction .. '","mode":"' .. t.mode .. '"}' ..
+    ',"queueId":' .. jid(t.queueId) .. ',"mrdId":"' .. t.mrdId .. '","priority":' .. jint(t.priority) ..
     ',"activeMedia":' .. jlist(ms) ..
     ',"enqueueTime":' .. jint(t.enqueueTime) .. ',"ttlDeadline":' .. jint(t.ttlDeadline) ..
     ',"createdAt":' .. jint(t.createdAt) .. ',"updatedAt":' .. jint(t.updatedAt) ..
@@ -70,7 +89,7 @@ end
 
 local function task_save(t)
   TASK_JSON[t] = nil
-  t.updatedAt = now_ms()
+  t.updatedAt = now_s()
   local k = key('task', t.id)
   redis.call('SET', k, cjson.encode(t))
   if t.state == 'CLOSED' then
@@ -82,11 +101,11 @@ end
 -- A new task document with fresh ids; requestId is kept when given (RONA,
 -- REROUTE) so every task serving one routing request shares it.
 local function task_new(f)
-  local n = next_seq()
-  local now = now_ms()
+  local n = istr(next_seq())
+  local now = now_s()
   local t = {id = 't-' .. n, requestId = f.requestId or ('r-' .. n), conversationId = f.conversationId,
     state = 'ACTIVE', direction = f.direction, mode = f.mode, queueId = f.queueId, mrdId = f.mrdId,
-    priority = f.priority or 1, enqueueTime = f.enqueueTime or now, ttlDeadline = f.ttlDeadline,
+    priority = f.priority or '1', enqueueTime = f.enqueueTime or now, ttlDeadline = f.ttlDeadline,
     createdAt = now, updatedAt = now, metadata = f.metadata, exclude = f.exclude, slaMs = f.slaMs,
     media = {{id = 'm-' .. n, mrdId = f.mrdId, state = f.mediaState, queueId = f.queueId,
       enqueueTime = f.enqueueTime or now, session = f.session}}}
@@ -129,7 +148,7 @@ end
 -- Lets a conversation's index expire once none of its tasks is live.
 local function conversation_settle(cid)
   local ck = key('conv', cid)
-  for _, id in ipairs(redis.call('ZRANGE', ck, 0, -1)) do
+  for _, id in ipairs(redis.call('ZRANGE', ck, '0', '-1')) do
     if task_is_live(id) then return end
   end
   redis.call('PEXPIRE', ck, RETENTION)

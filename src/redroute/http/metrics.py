@@ -25,6 +25,7 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from ..counts import totals_by_name
 from ..engine import TENANTS_KEY, Engine, tenant_prefix
 from ..errors import NotFound, RedrouteError, ValidationError
 from ..model import EventType
@@ -154,7 +155,7 @@ async def read_snapshot(redis: Any, engine_for: Callable[[str], Engine]) -> list
         tasks.add_metric([tenant, "live"], await redis.scard(prefix + "live"))
         tasks.add_metric([tenant, "queued"], queued)
         timers.add_metric([tenant], await redis.zcard(prefix + "timers"))
-        counts = {k: int(v) for k, v in (await redis.hgetall(prefix + "counts")).items()}
+        counts = totals_by_name(await redis.hgetall(prefix + "counts"))
         for etype in EventType:
             if etype.value in counts:
                 events.add_metric([tenant, etype.value], counts[etype.value])
