@@ -19,12 +19,14 @@ local function mrd_get(id)
   if id == nil then return nil end
   local m = MRD_CACHE[id]
   if m == nil then
-    local h = hash_table(redis.call('HGETALL', key('mrd', id)))
-    if h.maxRequests == nil then
+    -- HMGET of the fields wanted, not HGETALL: Redis builds a Lua table of
+    -- a reply element by element, so half the elements cost half.
+    local h = redis.call('HMGET', key('mrd', id), 'maxRequests', 'autoJoin', 'wrapUp', 'wrapUpTimeoutMs')
+    if not h[1] then
       m = false
     else
-      m = {id = id, maxRequests = tonumber(h.maxRequests), autoJoin = h.autoJoin == '1',
-           wrapUp = h.wrapUp == '1', wrapUpTimeoutMs = tonumber(h.wrapUpTimeoutMs)}
+      m = {id = id, maxRequests = tonumber(h[1]), autoJoin = h[2] == '1', wrapUp = h[3] == '1',
+           wrapUpTimeoutMs = tonumber(h[4])}
     end
     MRD_CACHE[id] = m
   end
@@ -42,13 +44,13 @@ local function queue_get(id)
   if id == nil then return nil end
   local q = QUEUE_CACHE[id]
   if q == nil then
-    local h = hash_table(redis.call('HGETALL', key('queue', id)))
-    if h.mrdId == nil then
+    local h = redis.call('HMGET', key('queue', id), 'mrdId', 'agentRequestTtlMs', 'agentSlaMs',
+      'agentSelectionPolicy', 'serviceLevelThresholdMs')
+    if not h[1] then
       q = false
     else
-      q = {id = id, mrdId = h.mrdId, agentRequestTtlMs = tonumber(h.agentRequestTtlMs),
-           agentSlaMs = tonumber(h.agentSlaMs), agentSelectionPolicy = h.agentSelectionPolicy,
-           serviceLevelThresholdMs = tonumber(h.serviceLevelThresholdMs)}
+      q = {id = id, mrdId = h[1], agentRequestTtlMs = tonumber(h[2]), agentSlaMs = tonumber(h[3]),
+           agentSelectionPolicy = h[4], serviceLevelThresholdMs = tonumber(h[5])}
     end
     QUEUE_CACHE[id] = q
   end
