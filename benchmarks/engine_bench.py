@@ -96,10 +96,40 @@ async def measured(redis: aioredis.Redis, name: str, scripts: int, run: Any) -> 
     }
 
 
+def combined(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One row from several runs of an operation: totals over all of them,
+    and each run's rate kept."""
+    scripts = sum(r["scripts"] for r in runs)
+    seconds = sum(r["seconds"] for r in runs)
+    row = {**runs[0], "scripts": scripts, "seconds": seconds, "client_scripts_per_s": scripts / seconds}
+    for k in ("redis_cpu_us_per_script", "script_us_per_call"):
+        row[k] = sum(r[k] * r["scripts"] for r in runs) / scripts
+    row["runs_scripts_per_s"] = [r["client_scripts_per_s"] for r in runs]
+    return row
+
+
+async def noop_twice(redis: aioredis.Redis, n: int, run: Any, ops: Any) -> list[dict[str, Any]]:
+    """The no-op measured before and after the operations, each time over as
+    many scripts as the lifecycle row makes: a short run of the fast no-op
+    swung with the client's warm-up and pauses (43k to 73k scripts/s
+    between two runs), and the ratio with it."""
+    first = await measured(redis, "noop", 3 * n, run)
+    rows = await ops()
+    last = await measured(redis, "noop", 3 * n, run)
+    return [combined([first, last]), *rows]
+
+
 async def facade_rows(redis: aioredis.Redis, n: int, concurrency: int) -> list[dict[str, Any]]:
     engine = await setup(redis, n)
-    rows = [await measured(redis, "noop", n,
-                           lambda: _callers(list(range(n)), lambda _: engine.call("noop"), concurrency))]
+
+    def noop() -> Any:
+        return _callers(list(range(3 * n)), lambda _: engine.call("noop"), concurrency)
+
+    return await noop_twice(redis, n, noop, lambda: facade_ops(engine, redis, n, concurrency))
+
+
+async def facade_ops(engine: Engine, redis: aioredis.Redis, n: int, concurrency: int) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
     tasks: list[Any] = []
 
     async def push(i: int) -> None:
@@ -130,8 +160,14 @@ async def pipelined_rows(redis: aioredis.Redis, n: int, concurrency: int,
                          depth: int) -> list[dict[str, Any]]:
     engine = await setup(redis, n)
     raw = RawScripts(engine)
-    rows = [await measured(redis, "noop", n, lambda: pipelined(
-        redis, list(range(n)), lambda p, _: raw.noop(p), depth, concurrency))]
+    return await noop_twice(redis, n, lambda: pipelined(
+        redis, list(range(3 * n)), lambda p, _: raw.noop(p), depth, concurrency),
+        lambda: pipelined_ops(engine, raw, redis, n, concurrency, depth))
+
+
+async def pipelined_ops(engine: Engine, raw: RawScripts, redis: aioredis.Redis, n: int, concurrency: int,
+                        depth: int) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
     replies: list[Any] = []
 
     async def pushes() -> None:
