@@ -24,7 +24,7 @@ return run(function()
   local cid = A[1]
   local a = agent_must(A[2])
   local mrd_id, sla, from = nz(A[3]), tonumber(A[4]), nil
-  local ids = redis.call('ZRANGE', key('conv', cid), '0', '-1')
+  local ids = conversation_ids(cid)
   for i = #ids, 1, -1 do
     local t = task_get(ids[i])
     if t and t.state ~= 'CLOSED' and (mrd_id == nil or t.mrdId == mrd_id) then

@@ -17,8 +17,9 @@ local P = KEYS[1]
 local TENANT = string.sub(P, 5, -3)
 local MAXLEN = ARGV[1]
 local RETENTION = ARGV[2]  -- a string, as redis.call takes it (see istr)
-local A = {}
-for i = 3, #ARGV do A[i - 2] = ARGV[i] end
+-- (One constructor: filling the table in a loop grew it four times, a tenth
+-- of a short script's cost.)
+local A = {unpack(ARGV, 3)}
 
 -- The tenant's key of up to three parts, e.g. key('q', id, 'waiting'):
 -- fixed arity, as it runs a score of times per call (no vararg table).

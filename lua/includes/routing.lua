@@ -79,7 +79,7 @@ end
 -- A conversation has a handful of tasks, so this stays cheap.
 local function conversation_agents(cid, mrd)
   local out, n = {}, 0
-  for _, id in ipairs(redis.call('ZRANGE', key('conv', cid), '0', '-1')) do
+  for _, id in ipairs(conversation_ids(cid)) do
     local t = task_is_live(id) and task_get(id)
     if t and t.assignedTo and t.mrdId == mrd and not out[t.assignedTo] then
       out[t.assignedTo] = true

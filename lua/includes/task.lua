@@ -98,6 +98,19 @@ local function task_save(t)
   end
 end
 
+-- A conversation's task ids, oldest first, read once per call (task_new
+-- adds the tasks it creates).
+local CONVERSATIONS = {}
+
+local function conversation_ids(cid)
+  local ids = CONVERSATIONS[cid]
+  if not ids then
+    ids = redis.call('ZRANGE', key('conv', cid), '0', '-1')
+    CONVERSATIONS[cid] = ids
+  end
+  return ids
+end
+
 -- A new task document with fresh ids; requestId is kept when given (RONA,
 -- REROUTE) so every task serving one routing request shares it.
 local function task_new(f)
@@ -111,9 +124,12 @@ local function task_new(f)
       enqueueTime = f.enqueueTime or now, session = f.session}}}
   TASKS[t.id] = t
   redis.call('SADD', key('live'), t.id)
+  local ids = conversation_ids(t.conversationId)
   local ck = key('conv', t.conversationId)
   redis.call('ZADD', ck, now, t.id)
-  redis.call('PERSIST', ck)
+  -- Only a conversation with tasks can be set to expire (conversation_settle).
+  if #ids > 0 then redis.call('PERSIST', ck) end
+  ids[#ids + 1] = t.id
   return t
 end
 
@@ -147,9 +163,8 @@ end
 
 -- Lets a conversation's index expire once none of its tasks is live.
 local function conversation_settle(cid)
-  local ck = key('conv', cid)
-  for _, id in ipairs(redis.call('ZRANGE', ck, '0', '-1')) do
+  for _, id in ipairs(conversation_ids(cid)) do
     if task_is_live(id) then return end
   end
-  redis.call('PEXPIRE', ck, RETENTION)
+  redis.call('PEXPIRE', key('conv', cid), RETENTION)
 end
