@@ -16,6 +16,7 @@ import contextlib
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -181,49 +182,60 @@ def step_summary(step: dict[str, Any]) -> dict[str, Any]:
     return step
 
 
-async def ladder(name: str, server: Server, kind: str, fractions: list[float], probe_s: float,
-                 step_s: float, warm_s: float, items: Any = None) -> dict[str, Any]:
-    """Closed-loop probe, then open-loop steps at fractions of its throughput."""
-    spec: dict[str, Any] = {"host": "127.0.0.1", "port": server.port, "kind": kind, "tenant": TENANT,
-                            "queue": "sales", "connections": 64, "timeout": 5.0,
-                            "server_pid": server.proc.pid,
-                            "run_id": f"{kind}{time.time_ns()}"}
-    tmp = None
-    if kind == "accept":
+class Target:
+    """One server and call under load: closed-loop probes and the open-loop
+    ladder, each run preloading what it needs (the accept call's tasks)."""
+
+    def __init__(self, name: str, server: Server, kind: str, items: Any = None) -> None:
+        self.name, self.server, self.kind, self.items = name, server, kind, items
+        self.spec: dict[str, Any] = {"host": "127.0.0.1", "port": server.port, "kind": kind,
+                                     "tenant": TENANT, "queue": "sales", "connections": 64,
+                                     "timeout": 5.0, "server_pid": server.proc.pid}
+        self.probes: list[dict[str, Any]] = []
+
+    async def run(self, steps: list[dict[str, Any]], need: int) -> dict[str, Any]:
+        spec = {**self.spec, "steps": steps, "run_id": f"{self.kind}{time.time_ns()}"}
+        if not self.items:
+            return await loadgen(spec)
         fd, tmp = tempfile.mkstemp(suffix=".json", prefix="redroute-bench-items-")
         os.close(fd)
-        spec["items"] = tmp
-
-    async def run(steps: list[dict[str, Any]], need: int) -> dict[str, Any]:
-        if tmp:
+        try:
             with open(tmp, "w") as f:
-                json.dump(await items(need), f)
-            # The server reads every event back (its /metrics event counter):
-            # let it finish with the preloaded tasks' events before measuring.
-            await settle_cpu(server.proc.pid)
-        return await loadgen({**spec, "steps": steps})
+                json.dump(await self.items(need), f)
+            # Let the server finish with the preloaded tasks' work first.
+            await settle_cpu(self.server.proc.pid)
+            return await loadgen({**spec, "items": tmp})
+        finally:
+            os.unlink(tmp)
 
-    try:
-        cap = items.capacity if items else 0
-        probe = await run([{"closed": 32, "duration": probe_s, "warmup": 0.5}],
-                          int(cap * (probe_s + 0.5)) if items else 0)
-        p = step_summary(probe["steps"][0])
+    async def probe(self, seconds: float) -> dict[str, Any]:
+        """Closed loop, 32 connections back to back: the saturation."""
+        need = int(self.items.capacity * (seconds + 0.5)) if self.items else 0
+        r = await self.run([{"closed": 32, "duration": seconds, "warmup": 0.5}], need)
+        p = step_summary(r["steps"][0])
+        self.probes.append(p)
+        return p
+
+    async def ladder(self, fractions: list[float], probe_s: float, step_s: float,
+                     warm_s: float) -> dict[str, Any]:
+        """A probe, then open-loop steps at fractions of its throughput."""
+        p = await self.probe(probe_s)
         sat = p["achieved_rps"]
         steps = [{"rate": max(20.0, f * sat), "duration": step_s, "warmup": warm_s} for f in fractions]
         need = int(sum(s["rate"] * (s["duration"] + s["warmup"]) for s in steps) * 1.05) + 100
-        result = await run(steps, need)
-    finally:
-        if tmp:
-            os.unlink(tmp)
-    open_steps = [step_summary(s) for s in result["steps"]]
-    for f, s in zip(fractions, open_steps, strict=True):
-        s["fraction_of_saturation"] = f
-    best = max([p["achieved_rps"]] + [s["achieved_rps"] for s in open_steps if s["errors"] == 0])
-    half = min(open_steps, key=lambda s: abs(s["fraction_of_saturation"] - 0.5))
-    return {"name": name, "kind": kind, "probe": p, "saturation_rps": sat, "max_achieved_rps": best,
-            "steps": open_steps, "half_saturation": {"offered_rps": half["offered_rps"],
-                                                     "p50_ms": half["p50_ms"], "p99_ms": half["p99_ms"],
-                                                     "p999_ms": half["p999_ms"]}}
+        result = await self.run(steps, need)
+        open_steps = [step_summary(s) for s in result["steps"]]
+        for f, s in zip(fractions, open_steps, strict=True):
+            s["fraction_of_saturation"] = f
+        best = max([sat] + [s["achieved_rps"] for s in open_steps if s["errors"] == 0])
+        half = min(open_steps, key=lambda s: abs(s["fraction_of_saturation"] - 0.5))
+        return {"name": self.name, "kind": self.kind, "probe": p, "saturation_rps": sat,
+                "max_achieved_rps": best, "steps": open_steps,
+                "half_saturation": {"offered_rps": half["offered_rps"], "p50_ms": half["p50_ms"],
+                                    "p99_ms": half["p99_ms"], "p999_ms": half["p999_ms"]}}
+
+    def median(self, key: str) -> float:
+        return statistics.median(p[key] for p in self.probes)
 
 
 class AcceptItems:
@@ -259,6 +271,7 @@ async def run(redis_url: str, quick: bool) -> dict[str, Any]:
     fractions = [0.5, 1.0] if quick else [0.1, 0.25, 0.5, 0.75, 0.9, 1.0, 1.2]
     probe_s, step_s, warm_s = (1.0, 1.0, 0.3) if quick else (2.5, 3.0, 0.5)
     agents = 20 if quick else 200
+    rounds = 1 if quick else 3
     out: dict[str, Any] = {"fractions": fractions, "probe_seconds": probe_s, "step_seconds": step_s,
                            "warmup_seconds": warm_s, "agents": agents, "agent_max_requests": 1000}
     bare = bare_server(redis_url)
@@ -267,25 +280,34 @@ async def run(redis_url: str, quick: bool) -> dict[str, Any]:
         await bare.ready()
         await rr.ready()
         await add_agents(rr.base, 0, agents)
-        b = await ladder("bare", bare, "bare", fractions, probe_s, step_s, warm_s)
-        push = await ladder("POST /v1/tasks", rr, "push", fractions, probe_s, step_s, warm_s)
-        accept = await ladder("PUT /v1/tasks/{id}/media/{mid}/state (accept)", rr, "accept",
-                              fractions, probe_s, step_s, warm_s,
-                              items=AcceptItems(redis, rr.base, agents,
-                                                max(b["saturation_rps"], 200) * 1.3))
+        tb = Target("bare", bare, "bare")
+        tp = Target("POST /v1/tasks", rr, "push")
+        ta = Target("PUT /v1/tasks/{id}/media/{mid}/state (accept)", rr, "accept")
+        b = await tb.ladder(fractions, probe_s, step_s, warm_s)
+        push = await tp.ladder(fractions, probe_s, step_s, warm_s)
+        ta.items = AcceptItems(redis, rr.base, agents, max(b["saturation_rps"], 200) * 1.3)
+        accept = await ta.ladder(fractions, probe_s, step_s, warm_s)
+        # The ratios' probes, in turns (see the module's docstring).
+        for _ in range(rounds):
+            for t in (tb, tp, ta):
+                await t.probe(probe_s)
         if rr.proc.poll() is not None:
             raise RuntimeError(f"redroute serve died:\n{rr.tail()}")
     finally:
         rr.stop()
         bare.stop()
         await redis.aclose()
-    for t in (push, accept):
-        t["throughput_ratio_to_bare"] = t["saturation_rps"] / b["saturation_rps"]
-        # Less noisy: the server process's CPU per request, both at saturation
-        # (CPU per request falls as load rises and the event loop batches more).
-        t["cpu_ratio_to_bare"] = (b["probe"]["server_cpu_us_per_request"]
-                                  / t["probe"]["server_cpu_us_per_request"])
-    out.update(bare=b, push=push, accept=accept)
+    for res, t in ((b, tb), (push, tp), (accept, ta)):
+        res["probes_rps"] = [p["achieved_rps"] for p in t.probes]
+        res["probes_server_cpu_us_per_request"] = [p["server_cpu_us_per_request"] for p in t.probes]
+        res["median_saturation_rps"] = t.median("achieved_rps")
+    for res, t in ((push, tp), (accept, ta)):
+        res["throughput_ratio_to_bare"] = t.median("achieved_rps") / tb.median("achieved_rps")
+        # The server process's CPU per request at saturation (it falls as load
+        # rises and the event loop batches more).
+        res["cpu_ratio_to_bare"] = (tb.median("server_cpu_us_per_request")
+                                    / t.median("server_cpu_us_per_request"))
+    out.update(bare=b, push=push, accept=accept, ratio_rounds=rounds)
     return out
 
 
@@ -293,11 +315,12 @@ def table(r: dict[str, Any]) -> str:
     lines = []
     for key in ("bare", "push", "accept"):
         t = r[key]
-        ratio = (f", {t['throughput_ratio_to_bare']:.2f} x bare's (by server CPU per request at "
-                 f"saturation: bare's ÷ this one's = {t['cpu_ratio_to_bare']:.2f})"
+        ratio = (f", {t['throughput_ratio_to_bare']:.2f} x bare's by the medians (by server CPU per "
+                 f"request at saturation: bare's ÷ this one's = {t['cpu_ratio_to_bare']:.2f})"
                  if "throughput_ratio_to_bare" in t else "")
-        lines.append(f"  {t['name']}: saturation {t['saturation_rps']:.0f} req/s (closed loop, 32 conns)"
-                     f"{ratio}")
+        probes = ", ".join(f"{x:.0f}" for x in t.get("probes_rps", []))
+        lines.append(f"  {t['name']}: saturation {t['saturation_rps']:.0f} req/s (closed loop, 32 conns; "
+                     f"probes {probes}, median {t.get('median_saturation_rps', 0):.0f}){ratio}")
         lines.append(f"    {'offered/s':>10} {'achieved/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'p99.9 ms':>9} "
                      f"{'errors':>6} {'server CPU µs/req':>17} {'loadgen µs/req':>14}")
         for s in t["steps"]:

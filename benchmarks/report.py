@@ -1,11 +1,14 @@
-"""Markdown tables of a run's results (the figures part of RESULTS.md).
+"""Markdown tables of a run's results (the figures part of RESULTS.md), or
+the targets of several runs side by side with each target's median.
 
     python benchmarks/report.py [benchmarks/results/latest-full.json] > figures.md
+    python benchmarks/report.py --runs A.json B.json C.json
 """
 
 from __future__ import annotations
 
 import json
+import statistics
 import sys
 from pathlib import Path
 from typing import Any
@@ -162,7 +165,28 @@ def render(r: dict[str, Any], images: str = "../docs/benchmarks") -> str:
     return "\n".join(out)
 
 
+def runs_table(runs: list[dict[str, Any]]) -> str:
+    """Each target in every run, and the median of the runs against the target."""
+    head = " | ".join(f"{r['date'][11:16]} ({r.get('commit') or '?'})" for r in runs)
+    out = [f"| target | wanted | {head} | median |",
+           "| --- | --- | " + " | ".join("---" for _ in runs) + " | --- |"]
+    for i, t in enumerate(runs[0]["targets"]):
+        vals = [r["targets"][i]["measured"] for r in runs]
+        unit = " ms" if t["unit"] == "ms" else t["unit"]
+        cells = ["–" if v is None else f"{v:.3g}{unit}" for v in vals]
+        got = [v for v in vals if v is not None]
+        med = statistics.median(got) if got else None
+        wanted = float(t["target"].split()[1])
+        met = None if med is None else (med >= wanted if t["target"].startswith(">=") else med <= wanted)
+        verdict = "–" if med is None else f"{med:.3g}{unit} " + ("met" if met else "**missed**")
+        out.append(f"| {t['what']} | {t['target']} | " + " | ".join(cells) + f" | {verdict} |")
+    return "\n".join(out)
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["--runs"]:
+        print(runs_table([json.loads(Path(a).read_text()) for a in sys.argv[2:]]))
+        return
     path = Path(sys.argv[1]) if len(sys.argv) > 1 else RESULTS / "latest-full.json"
     print(render(json.loads(path.read_text())))
 
