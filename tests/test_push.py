@@ -257,6 +257,19 @@ async def test_closed_tasks_stay_readable_then_expire_after_retention(engine: En
     assert await redis.pttl(f"rr:{{test}}:task:{t.id}") > 0
 
 
+async def test_a_conversation_index_set_to_expire_lives_again_with_a_new_task(engine: Engine, redis):
+    await setup_center(engine, ready=True)
+    first = await engine.push_task("c-1", "sales")
+    assert await redis.pttl("rr:{test}:conv:c-1") == -1
+    await engine.set_task_state(first.id, "CLOSED", "FORCE_CLOSED")
+    assert await redis.pttl("rr:{test}:conv:c-1") > 0  # no live task left: expires with retention
+
+    second = await engine.push_task("c-1", "sales")
+
+    assert await redis.pttl("rr:{test}:conv:c-1") == -1
+    assert [t.id for t in await engine.conversation_tasks("c-1")] == [first.id, second.id]
+
+
 async def test_rona_on_the_agents_only_ready_mrd_makes_the_agent_not_ready(engine: Engine):
     await setup_center(engine, sla_ms=1_000, ready=True)
     await engine.push_task("c-1", "sales")
