@@ -20,6 +20,13 @@ def f(x: Any, fmt: str = ".0f") -> str:
     return "–" if x is None else format(x, fmt)
 
 
+def measured(value: float | None, unit: str) -> str:
+    """A target's measured value as the tables show it."""
+    if value is None:
+        return "not measured"
+    return f"{value:.3g}{' ' + unit if unit == 'ms' else unit}"
+
+
 def render(r: dict[str, Any], images: str = "../docs/benchmarks") -> str:
     m = r["machine"]
     s = r["sections"]
@@ -36,7 +43,7 @@ def render(r: dict[str, Any], images: str = "../docs/benchmarks") -> str:
 
     out += ["### Targets", "", "| target | measured | met |", "| --- | --- | --- |"]
     for t in r["targets"]:
-        val = "not measured" if t["measured"] is None else f"{t['measured']:.3g}{' ' + t['unit'] if t['unit'] == 'ms' else t['unit']}"
+        val = measured(t["measured"], t["unit"])
         met = {True: "met", False: "**missed**", None: "–"}[t["met"]]
         out.append(f"| {t['what']} {t['target']} | {val} | {met} |")
     out.append("")
@@ -172,13 +179,12 @@ def runs_table(runs: list[dict[str, Any]]) -> str:
            "| --- | --- | " + " | ".join("---" for _ in runs) + " | --- |"]
     for i, t in enumerate(runs[0]["targets"]):
         vals = [r["targets"][i]["measured"] for r in runs]
-        unit = " ms" if t["unit"] == "ms" else t["unit"]
-        cells = ["–" if v is None else f"{v:.3g}{unit}" for v in vals]
+        cells = ["–" if v is None else measured(v, t["unit"]) for v in vals]
         got = [v for v in vals if v is not None]
         med = statistics.median(got) if got else None
-        wanted = float(t["target"].split()[1])
+        wanted = float(t["target"].split()[1])  # as written: ">= 0.25", "<= 5 ms"
         met = None if med is None else (med >= wanted if t["target"].startswith(">=") else med <= wanted)
-        verdict = "–" if med is None else f"{med:.3g}{unit} " + ("met" if met else "**missed**")
+        verdict = "–" if med is None else measured(med, t["unit"]) + (" met" if met else " **missed**")
         out.append(f"| {t['what']} | {t['target']} | " + " | ".join(cells) + f" | {verdict} |")
     return "\n".join(out)
 
