@@ -26,6 +26,13 @@ local function nz(s)
   return s
 end
 
+-- An HGETALL reply (field, value, field, value, ...) as a table.
+local function hash_table(flat)
+  local t = {}
+  for i = 1, #flat, 2 do t[flat[i]] = flat[i + 1] end
+  return t
+end
+
 -- Agents are read once per script and their field changes written in one
 -- HSET per agent when the script ends, so every reader in the script sees
 -- the same, current table.

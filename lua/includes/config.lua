@@ -8,12 +8,6 @@
                      agentSelectionPolicy, serviceLevelThresholdMs
   rr:{t}:queues      set of queue ids
 ]]
-local function hash_table(flat)
-  local t = {}
-  for i = 1, #flat, 2 do t[flat[i]] = flat[i + 1] end
-  return t
-end
-
 local MRD_CACHE = {}
 local function mrd_get(id)
   if id == nil then return nil end
