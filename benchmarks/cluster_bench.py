@@ -2,7 +2,7 @@
 load on a cluster of three masters, against the same load on one master.
 
 Both runs use the same code path: a local Redis Cluster started by this
-benchmark (tests/cluster_support.py; no persistence, no replicas), with all
+benchmark (tests/support/cluster.py; no persistence, no replicas), with all
 16384 slots on one master for the baseline and spread over three for the
 scale-out, the same tenants, the same client processes and the same timer
 worker process (subscribed on every master, as in production).
@@ -46,7 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "src"))
 
-from tests.cluster_support import LocalCluster, start_cluster  # noqa: E402
+from tests.support.cluster import LocalCluster, start_cluster  # noqa: E402
 
 MAX_REQUESTS = 50
 AGENTS = 4

@@ -1,6 +1,6 @@
 """Event delivery latency: from the state change to an SSE client of
 `redroute serve` (GET /v1/events), to a plain consumer-group reader
-(XREADGROUP BLOCK) and to redroute.consumer.GroupConsumer, each in its own
+(XREADGROUP BLOCK) and to redroute.events.consumer.GroupConsumer, each in its own
 process (events_probe.py).
 
 Each consumer is measured alone, so they do not compete for the one core

@@ -75,7 +75,7 @@ async def xreadgroup(url: str, tenant: str, out: list[Record], ready: asyncio.Ev
 async def groupconsumer(url: str, tenant: str, out: list[Record], ready: asyncio.Event) -> None:
     import redis.asyncio as aioredis
 
-    from redroute.consumer import GroupConsumer
+    from redroute.events.consumer import GroupConsumer
 
     redis = aioredis.from_url(url, decode_responses=True)
 

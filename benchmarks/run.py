@@ -114,7 +114,7 @@ def targets(s: dict[str, Any]) -> list[dict[str, Any]]:
     ev = s.get("events", {})
     for key, label in (("sse", "SSE client (GET /v1/events)"),
                        ("xreadgroup", "consumer-group reader (XREADGROUP BLOCK)"),
-                       ("groupconsumer", "redroute.consumer.GroupConsumer")):
+                       ("groupconsumer", "redroute.events.consumer.GroupConsumer")):
         v = _get(ev, "consumers", key, "from_call", "p99_ms")
         add(f"events_{key}_p99", f"event delivery p99 to a {label}", "<= 5 ms", v, le(v, 5.0), "ms")
 

@@ -14,7 +14,7 @@ def run_one_redis_test(ci: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PATH": "", "CI": ci}  # no redis-server to be found
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-         "tests/test_push.py::test_request_ttl_can_be_set_per_request"],
+         "tests/engine/test_push.py::test_request_ttl_can_be_set_per_request"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
     )
 

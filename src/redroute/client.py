@@ -13,7 +13,7 @@ import aiohttp
 import msgpack
 
 from .errors import InvalidTransition, NotFound, RedisUnavailable, RedrouteError, ValidationError
-from .events import Event, decode_entry
+from .events.model import Event, decode_entry
 from .model import Agent, Mrd, Queue, Task
 
 _ERRORS: dict[str, type[RedrouteError]] = {

@@ -14,7 +14,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import validation as v
 from .errors import RedisUnavailable, from_reply
-from .events import Event, decode_entries
+from .events.model import Event, decode_entries
 from .model import (
     Agent,
     AgentState,

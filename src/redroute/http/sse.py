@@ -24,7 +24,7 @@ from typing import Any
 
 from redis.exceptions import RedisError, ResponseError
 
-from ..events import Event, decode_entry
+from ..events.model import Event, decode_entry
 
 log = logging.getLogger("redroute.sse")
 

@@ -1,0 +1,99 @@
+"""`redroute check`: verifies the invariants (redroute.checks.invariants) of one
+tenant, or of every tenant listed in rr:tenants, on a live Redis.
+
+Exit status: 0 when every tenant checked holds them, 1 when any violation
+is found, 2 when the check could not run (no Redis URL, Redis unavailable).
+
+A live system keeps changing while the check reads it key by key, so a
+reading can catch a change half-read. When the first reading of a tenant
+finds violations the check reads it again after --settle seconds and
+reports what that second reading finds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from ..backend import connect
+from ..checks.invariants import Report, check
+from ..engine import TENANTS_KEY, Engine
+from ..errors import RedisUnavailable, ValidationError
+
+
+def add_parser(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
+    p = sub.add_parser("check", help="verify the invariants on a live Redis (exit 1 on a violation)",
+                       description=__doc__.split("\n\n")[0])
+    common(p)
+    p.add_argument("--tenant", action="append", default=None,
+                   help="tenant to check (repeatable); default: every tenant in rr:tenants")
+    p.add_argument("--no-events", action="store_true",
+                   help="skip the check that the event stream carries every task's and agent's state")
+    p.add_argument("--overdue-ms", type=int, default=None,
+                   help="also report deadlines overdue by more than this (is a timer worker running?)")
+    p.add_argument("--settle", type=float, default=1.0,
+                   help="seconds before reading a tenant again when the first reading finds violations")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    p.set_defaults(func=cmd_check)
+
+
+async def check_tenant(engine: Engine, *, events: bool, overdue_ms: int | None,
+                       settle: float) -> Report:
+    report = await check(engine, events=events, overdue_ms=overdue_ms)
+    if not report.ok and settle > 0:
+        await asyncio.sleep(settle)
+        report = await check(engine, events=events, overdue_ms=overdue_ms)
+    return report
+
+
+async def _run(args: argparse.Namespace) -> dict[str, Report]:
+    redis = connect(args.redis_url)
+    try:
+        tenants = args.tenant or sorted(await redis.smembers(TENANTS_KEY))
+        engine = Engine(redis, tenants[0]) if tenants else None
+        out: dict[str, Report] = {}
+        for t in tenants:
+            out[t] = await check_tenant(engine.for_tenant(t), events=not args.no_events,
+                                        overdue_ms=args.overdue_ms, settle=args.settle)
+        return out
+    finally:
+        await redis.aclose()
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    if not args.redis_url:
+        print("redroute check: needs a live Redis: set REDIS_URL or --redis-url", file=sys.stderr)
+        return 2
+    try:
+        reports = asyncio.run(_run(args))
+    except (RedisUnavailable, RedisConnectionError, RedisTimeoutError, OSError) as e:
+        print(f"redroute check: Redis is unavailable: {e}", file=sys.stderr)
+        return 2
+    except ValidationError as e:
+        print(f"redroute check: {e.detail}", file=sys.stderr)
+        return 2
+    bad = sum(len(r.violations) for r in reports.values())
+    if args.json:
+        print(json.dumps({"ok": bad == 0, "violations": bad, "tenants": {
+            t: {"ok": r.ok, "violations": r.violations, "tasksLive": r.tasks_live,
+                "tasksClosed": r.tasks_closed, "agents": r.agents}
+            for t, r in reports.items()}}, indent=2))
+    else:
+        if not reports:
+            print("no tenant to check (rr:tenants is empty)")
+        for t, r in reports.items():
+            counts = f"{r.tasks_live} live tasks, {r.tasks_closed} closed, {r.agents} agents"
+            if r.ok:
+                print(f"tenant {t}: OK ({counts})")
+            else:
+                print(f"tenant {t}: {len(r.violations)} violation(s) ({counts})")
+                for v in r.violations:
+                    print(f"  - {v}")
+    return 1 if bad else 0
