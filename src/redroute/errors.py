@@ -1,4 +1,4 @@
-"""Errors with the codes and HTTP statuses of API.md."""
+"""Errors with the codes and HTTP statuses of docs/api.md, Errors."""
 
 from __future__ import annotations
 

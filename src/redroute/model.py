@@ -1,4 +1,4 @@
-"""The object model of API.md: enums with the exact wire spellings, and
+"""The object model of the HTTP API (docs/api.md): enums with the exact wire spellings, and
 dataclasses decoded from (and encoded back to) the camelCase JSON shapes."""
 
 from __future__ import annotations

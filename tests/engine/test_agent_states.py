@@ -1,4 +1,4 @@
-"""Agent logout and NOT_READY with tasks (API.md, Agents): on LOGOUT the
+"""Agent logout and NOT_READY with tasks (docs/api.md, Agents): on LOGOUT the
 RESERVED tasks are re-routed (REROUTE, same requestId) and the ACTIVE ones
 close AGENT_LOGOUT; NOT_READY asked while tasks remain gives
 PENDING_NOT_READY, which becomes NOT_READY when the last task closes."""

@@ -1,5 +1,5 @@
-"""Direct Queue Conference, one test per bullet of the spec (routed like a
-PUSH request), and the named-agent conference of API.md (a
+"""Direct Queue Conference, one test per rule of docs/lifecycle.md (routed like a
+PUSH request), and the named-agent conference of docs/api.md (a
 DIRECT_CONFERENCE/AGENT task reserved for one agent)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""PULL mode and OUTBOUND, one test per bullet of the spec: the agent is known
+"""PULL mode and OUTBOUND, one test per rule of docs/lifecycle.md, PULL mode: the agent is known
 beforehand, no routing; a new task, or the agent's existing task returned
 (autoJoin MRD) or given one more ACTIVE media."""
 
@@ -24,8 +24,8 @@ async def test_no_task_for_the_agent_creates_an_active_task_with_its_media_activ
 
     assert created is True
     assert t.state == "ACTIVE" and t.reason_code is None
-    # API.md: PULL tasks are mode AGENT (the spec's "Task Type Mode" section
-    # lists PULL under AGENT: the agent is known beforehand).
+    # PULL tasks are mode AGENT: the agent is known beforehand
+    # (docs/lifecycle.md, Deviations).
     assert (t.direction, t.mode) == ("INBOUND", "AGENT")
     assert [m.state for m in t.active_media] == ["ACTIVE"]
     assert t.assigned_to == "a1" and t.mrd_id == "chat" and t.queue_id is None

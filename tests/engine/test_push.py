@@ -1,4 +1,4 @@
-"""PUSH mode, one test per bullet of the spec: the request is parked in a
+"""PUSH mode, one test per rule of docs/lifecycle.md: the request is parked in a
 queue, an agent is reserved, accepts or not (RONA), or the TTL expires."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Replaying the event stream rebuilds the live state exactly (DESIGN.md
+"""Replaying the event stream rebuilds the live state exactly (docs/design.md,
 invariant 3): tasks, agents, and what waits in each queue, in order."""
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ async def test_with_capacity_changes_the_replayed_stream_still_equals_the_live_s
     engine: Engine, backend: str,
 ) -> None:
     # Lowering maxRequests under what agents hold is part of it (see
-    # tests/workload.py); the engine fixture's invariant check runs after.
+    # tests/support/workload.py); the engine fixture's invariant check runs after.
     await run_workload(engine, OPS[backend], seed=7, capacity_changes=True)
     assert await compare(await replay(engine), engine) == []
 

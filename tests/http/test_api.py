@@ -1,4 +1,4 @@
-"""Every endpoint of API.md over a real server, real sockets and real Redis:
+"""Every endpoint of docs/api.md over a real server, real sockets and real Redis:
 status codes, shapes, content types, tenancy and MessagePack."""
 
 from __future__ import annotations

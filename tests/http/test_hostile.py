@@ -23,7 +23,7 @@ from tests.support.http import Server, server_fixture  # noqa: F401
 J = "application/json"
 M = "application/msgpack"
 
-# ids: each is invalid as an id (API.md: 1-128 of letters, digits, _.@+-,
+# ids: each is invalid as an id (docs/api.md, Limits: 1-128 of letters, digits, _.@+-,
 # starting with a letter or digit)
 BAD_IDS = [
     "", " ", "{", "}", "{}", "a{b", "a}b", "{default}", "x{default}y", "a:b", ":", "rr:{default}:*",

@@ -1,5 +1,5 @@
 """Redis Cluster: tenants spread over the shards of a real local cluster of
-three masters (tests/cluster_support.py starts it once per session).
+three masters (tests/support/cluster.py starts it once per session).
 
 - Every operation (every Lua script) runs on the cluster for tenants whose
   hash tags land on different masters, with a guard that fails any script
@@ -218,7 +218,7 @@ async def hears_expiries_from(worker: RecordingWorker, rc: Any, tenants: list[st
 
 
 # The scenarios, on anything with Engine's methods (an Engine, or the HTTP
-# client): every lifecycle of API.md, with real deadlines fired by a worker.
+# client): every lifecycle of docs/lifecycle.md, with real deadlines fired by a worker.
 
 
 async def configure(api: Any) -> None:

@@ -1,6 +1,6 @@
 """Model-based test: random sequences of every operation run on the engine
-(real Redis, and the embedded backend) and on the reference model of the
-spec and API.md (tests/reference_model.py). After every step the engine
+(real Redis, and the embedded backend) and on the reference model of
+docs/lifecycle.md and docs/api.md (tests/support/reference_model.py). After every step the engine
 shows what the model holds (every task of every conversation, every agent,
 every queue, the deadlines pending, the AGENT_RESERVED and
 NO_AGENT_AVAILABLE events of the step), the invariants hold, and an
@@ -498,7 +498,7 @@ async def test_agent_becoming_available_is_offered_the_best_task_it_may_take_beh
 ):
     # a1 serves conversation c1; five conference requests for c1 wait ahead
     # of c2 (never offered to a1, who is already in c1). a1 becomes READY
-    # with room for more: it is offered c2 at once (API.md, Agents).
+    # with room for more: it is offered c2 at once (docs/api.md, Agents).
     await setup_center(engine, max_requests=3, ready=True)
     await engine.pull_task("a1", "c1", "chat")
     await engine.set_agent_state("a1", "NOT_READY")

@@ -1,5 +1,5 @@
-"""A pure-Python reference model of the spec (PUSH, PULL, conference,
-transfer, task and media states) and of API.md (agent and MRD states,
+"""A pure-Python reference model of docs/lifecycle.md (PUSH, PULL,
+conference, transfer, task and media states) and of docs/api.md (agent and MRD states,
 capacity, selection policies, RONA / TTL / wrap-up deadlines, logout), for the
 model-based test in test_model_based.py.
 

@@ -1,4 +1,4 @@
-"""The invariants of DESIGN.md, checked against a tenant's keys in Redis.
+"""The invariants of docs/design.md, checked against a tenant's keys in Redis.
 
 Read at a quiet moment (no script running in between matters for tests;
 `redroute check` reads the same way on a live system, so a violation it

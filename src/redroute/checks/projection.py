@@ -1,5 +1,5 @@
 """The live state of a tenant rebuilt from its event stream alone, and a
-comparison with the state in Redis (DESIGN.md invariant 3: replaying the
+comparison with the state in Redis (docs/design.md, invariant 3: replaying the
 stream rebuilds the live state exactly).
 
 Every event carries the full API shape of the task or agent it concerns as

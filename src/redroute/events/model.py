@@ -1,4 +1,4 @@
-"""The events of API.md as they come out of the tenant's Redis Stream."""
+"""The events of docs/api.md, Events, as they come out of the tenant's Redis Stream."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The HTTP layer: an aiohttp application serving API.md over redroute.Engine."""
+"""The HTTP layer: an aiohttp application serving docs/api.md over redroute.Engine."""
 
 from .app import Settings, create_app
 

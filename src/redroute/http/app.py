@@ -1,4 +1,4 @@
-"""The aiohttp application: API.md's endpoints over redroute.Engine.
+"""The aiohttp application: the endpoints of docs/api.md over redroute.Engine.
 
 Handlers only validate (pydantic schemas), call one Engine method and encode
 the result; every decision is made by the Lua scripts behind the Engine.

@@ -1,4 +1,4 @@
-"""The wire shapes of API.md as pydantic models: request bodies (validated
+"""The wire shapes of docs/api.md as pydantic models: request bodies (validated
 here, before the engine is called) and response documents (used for the
 OpenAPI description; responses themselves come from redroute.model).
 

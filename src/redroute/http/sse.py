@@ -76,7 +76,7 @@ class Filter:
         try:
             return e.event.matches(None, self.agent_id, self.queue_id, self.conversation_id)
         except (ValueError, KeyError, TypeError):
-            return False  # an entry not of API.md's shape concerns no one
+            return False  # an entry not of the events' shape (docs/api.md, Events) concerns no one
 
 
 @dataclass(eq=False)
