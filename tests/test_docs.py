@@ -55,12 +55,23 @@ def repo_files() -> Iterator[Path]:
                 yield p
 
 
-def markdown_files() -> list[Path]:
-    return [p for p in repo_files() if p.suffix == ".md"]
-
-
 def rel(p: Path) -> str:
     return str(p.relative_to(ROOT))
+
+
+def lines() -> Iterator[tuple[Path, str, str]]:
+    """(file, "file:line", text) of every line of the repository's files."""
+    for path in repo_files():
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            yield path, f"{rel(path)}:{n}", line
+
+
+def markdown_lines() -> Iterator[tuple[Path, str, str]]:
+    """The same for the Markdown pages, outside their fenced code blocks."""
+    for page in repo_files():
+        if page.suffix == ".md":
+            for n, line in enumerate(without_fences(page.read_text()).splitlines(), 1):
+                yield page, f"{rel(page)}:{n}", line
 
 
 def without_fences(text: str) -> str:
@@ -89,66 +100,57 @@ ALL_FILES = [rel(p) for p in ROOT.rglob("*")
 
 
 def test_nothing_cites_a_document_kept_outside_the_repository():
-    found = []
-    for path in repo_files():
-        for n, line in enumerate(path.read_text().splitlines(), 1):
-            found += [f"{rel(path)}:{n}: {m.group(0)!r}" for pat in OUTSIDE
-                      for m in pat.finditer(line)]
+    found = [f"{where}: {m.group(0)!r}" for _, where, line in lines() for pat in OUTSIDE
+             for m in pat.finditer(line)]
     assert not found, "cite docs/ instead:\n" + "\n".join(found)
 
 
 def test_every_repository_path_cited_exists():
     missing = []
-    for path in repo_files():
-        for n, line in enumerate(path.read_text().splitlines(), 1):
-            for m in REPO_PATH.finditer(line):
-                target = ROOT / m.group(1)
-                if m.group(1).startswith(OUTPUT_DIRS):
-                    continue
-                if not target.exists():
-                    missing.append(f"{rel(path)}:{n}: {m.group(1)}")
-                elif m.group(2) and not defines_test(target, m.group(2)):
-                    missing.append(f"{rel(path)}:{n}: {m.group(1)}::{m.group(2)} (no such test)")
+    for _, where, line in lines():
+        for m in REPO_PATH.finditer(line):
+            target = ROOT / m.group(1)
+            if m.group(1).startswith(OUTPUT_DIRS):
+                continue
+            if not target.exists():
+                missing.append(f"{where}: {m.group(1)}")
+            elif m.group(2) and not defines_test(target, m.group(2)):
+                missing.append(f"{where}: {m.group(1)}::{m.group(2)} (no such test)")
     assert not missing, "\n".join(missing)
 
 
 def test_every_file_a_page_names_in_code_exists():
     missing = []
-    for page in markdown_files():
-        for n, line in enumerate(without_fences(page.read_text()).splitlines(), 1):
-            for m in CODE_SPAN.finditer(line):
-                name = m.group(1).split("::")[0]
-                if not FILE_NAME.match(name) or name.startswith(("http", "/")):
-                    continue
-                if not any(f == name or f.endswith("/" + name) for f in ALL_FILES):
-                    missing.append(f"{rel(page)}:{n}: {name}")
+    for _, where, line in markdown_lines():
+        for m in CODE_SPAN.finditer(line):
+            name = m.group(1).split("::")[0]
+            if FILE_NAME.match(name) and not any(f == name or f.endswith("/" + name)
+                                                 for f in ALL_FILES):
+                missing.append(f"{where}: {name}")
     assert not missing, "\n".join(missing)
 
 
 def test_every_relative_link_and_anchor_leads_somewhere():
     broken = []
-    for page in markdown_files():
-        for n, line in enumerate(without_fences(page.read_text()).splitlines(), 1):
-            for m in MD_LINK.finditer(line):
-                link = m.group(1)
-                if re.match(r"^[a-z][a-z+.-]*:", link):
-                    continue  # http:, https:, mailto:
-                target, _, anchor = link.partition("#")
-                dest = (page.parent / target).resolve() if target else page
-                if not dest.exists():
-                    broken.append(f"{rel(page)}:{n}: {link} (no such file)")
-                elif anchor and dest.suffix == ".md" and anchor not in anchors(dest):
-                    broken.append(f"{rel(page)}:{n}: {link} (no such heading)")
+    for page, where, line in markdown_lines():
+        for m in MD_LINK.finditer(line):
+            link = m.group(1)
+            if re.match(r"^[a-z][a-z+.-]*:", link):
+                continue  # http:, https:, mailto:
+            target, _, anchor = link.partition("#")
+            dest = (page.parent / target).resolve() if target else page
+            if not dest.exists():
+                broken.append(f"{where}: {link} (no such file)")
+            elif anchor and dest.suffix == ".md" and anchor not in anchors(dest):
+                broken.append(f"{where}: {link} (no such heading)")
     assert not broken, "\n".join(broken)
 
 
 def test_every_invariant_cited_is_defined_in_docs_design():
     defined = {int(n) for n in INVARIANT_HEADING.findall((ROOT / "docs" / "design.md").read_text())}
     assert defined == set(range(1, len(defined) + 1)), f"invariants numbered {sorted(defined)}"
-    cited = []
-    for path in repo_files():
-        for n, line in enumerate(path.read_text().splitlines(), 1):
-            cited += [(f"{rel(path)}:{n}", int(m.group(1))) for m in INVARIANT_CITED.finditer(line)]
+    cited = [(where, int(m.group(1))) for _, where, line in lines()
+             for m in INVARIANT_CITED.finditer(line)]
     assert cited, "nothing cites an invariant by number: the pattern is wrong"
     undefined = [f"{where}: invariant {k}" for where, k in cited if k not in defined]
     assert not undefined, "\n".join(undefined)
