@@ -16,6 +16,7 @@ from aiohttp import web
 
 from redroute.backend import connect
 from redroute.engine import default_runner
+from redroute.keys import tenant_prefix
 
 # A task document as POST /v1/tasks answers it (the same size, ~700 bytes).
 TASK = {
@@ -36,7 +37,7 @@ def build_app(redis_url: str) -> web.Application:
 
     async def handle(request: web.Request) -> web.Response:
         body = json.loads(await request.read())
-        n = await redis.evalsha(noop.sha, 1, "rr:{default}:", 1_000_000, 86_400_000)
+        n = await redis.evalsha(noop.sha, 1, tenant_prefix("default"), 1_000_000, 86_400_000)
         doc = dict(TASK, conversationId=body.get("conversationId", "c-1"), priority=int(n))
         return web.Response(text=json.dumps(doc, separators=(",", ":")), status=201, content_type="application/json")
 

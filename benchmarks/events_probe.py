@@ -55,8 +55,10 @@ async def sse(base: str, tenant: str, out: list[Record], ready: asyncio.Event) -
 async def xreadgroup(url: str, tenant: str, out: list[Record], ready: asyncio.Event) -> None:
     import redis.asyncio as aioredis
 
+    from redroute.keys import TenantKeys
+
     redis = aioredis.from_url(url, decode_responses=True)
-    key = f"rr:{{{tenant}}}:events"
+    key = TenantKeys.of(tenant).events
     group = f"bench-{time.time_ns()}"
     await redis.xgroup_create(key, group, id="$", mkstream=True)
     ready.set()

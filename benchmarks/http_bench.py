@@ -29,6 +29,7 @@ import redis.asyncio as aioredis
 from harness import ROOT, RawScripts, free_port, load_scripts, pipelined, summary_ms, task_ids
 
 from redroute import Engine
+from redroute.keys import TenantKeys
 
 DAY_MS = 24 * 3600 * 1000
 TENANT = "default"
@@ -255,7 +256,7 @@ class AcceptItems:
 
     async def __call__(self, n: int) -> list[list[str]]:
         self.batch += 1
-        live = await self.redis.scard(f"rr:{{{TENANT}}}:live")
+        live = await self.redis.scard(TenantKeys.of(TENANT).live)
         short = int(n * 1.1) + live - self.agents * MAX_REQUESTS
         if short > 0:
             more = -(-short // MAX_REQUESTS)

@@ -27,6 +27,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from harness import RedisCounters, pipelined, task_ids
 
+from redroute.keys import tenant_prefix
 from redroute.scripts import Script, load_scripts
 
 DAY_MS = 24 * 3600 * 1000
@@ -81,7 +82,7 @@ class Tenant:
     def __init__(self, redis: aioredis.Redis, scripts: dict[str, Script], name: str) -> None:
         self.redis = redis
         self.scripts = scripts
-        self.prefix = f"rr:{{{name}}}:"
+        self.prefix = tenant_prefix(name)
 
     def add(self, pipe: Any, script: str | Script, *args: Any) -> None:
         s = self.scripts[script] if isinstance(script, str) else script

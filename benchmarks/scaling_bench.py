@@ -106,7 +106,7 @@ async def waiting_sweep(redis: aioredis.Redis, levels: list[int], rounds: int,
             pipe = redis.pipeline(transaction=False)
             for a in agents:
                 raw.add(pipe, "set_agent_state", a, "NOT_READY", "", "")
-                pipe.smembers(f"{engine.prefix}agent:{a}:tasks")
+                pipe.smembers(engine.keys.agent_tasks(a))
             held = [tid for x in (await pipe.execute())[1::2] for tid in x]
             pipe = redis.pipeline(transaction=False)
             for tid in held:
@@ -114,7 +114,7 @@ async def waiting_sweep(redis: aioredis.Redis, levels: list[int], rounds: int,
             for i in range(len(held)):
                 raw.push(pipe, f"w-{w}-{r}-{i}", "q")
             await pipe.execute()
-        waiting = await redis.zcard(engine.prefix + "q:q:waiting")
+        waiting = await redis.zcard(engine.keys.q_waiting("q"))
         if waiting != w:
             raise RuntimeError(f"waiting sweep: {waiting} tasks wait, expected {w}")
 
@@ -155,7 +155,7 @@ async def agent_sweep(redis: aioredis.Redis, levels: list[int], rounds: int,
         mem = mem_delta(before, await used_memory(redis, engine), a - loaded)
         loaded = a
         await asyncio.sleep(settle)
-        avail = await redis.zcard(engine.prefix + "q:q:avail")
+        avail = await redis.zcard(engine.keys.q_avail("q"))
         if avail != a:
             raise RuntimeError(f"agent sweep: {avail} agents available, expected {a}")
         push_rounds = []

@@ -107,7 +107,7 @@ def _cmd(entry: dict[str, Any]) -> str:
 async def drained(redis: aioredis.Redis, engine: Engine, timeout: float) -> float:
     """Polls (every 2 ms) until no deadline due within the hour is left;
     returns that wall-clock time in ms."""
-    key = engine.prefix + "timers"
+    key = engine.keys.timers
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         now = time.time() * 1000

@@ -8,6 +8,14 @@
   ARGV[2]  retention of closed tasks, ms
   ARGV[3…] the script's own arguments (see each script's header)
 
+  rr:{t}:seq           string, the tenant's id counter (tasks, requests, medias)
+  rr:{t}:clock:offset  string, ms added to the Redis clock (set by tests only)
+  rr:{t}:events        stream of the tenant's events (emit), approximate MAXLEN
+  rr:{t}:counts        hash of running totals (count)
+  rr:{t}:timers        sorted set of every deadline by due time (timer_add)
+  rr:{t}:tmr:wake      string expiring at the earliest deadline (timer_arm)
+  rr:wake              pub/sub channel: a tenant with a new earliest deadline
+
   Domain errors are raised with fail(code, detail) before any write and come
   back as error replies "<CODE> <detail>", CODE one of VALIDATION_ERROR,
   NOT_FOUND, INVALID_TRANSITION. Ids reaching a script are already checked by

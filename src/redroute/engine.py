@@ -15,6 +15,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from . import validation as v
 from .errors import RedisUnavailable, from_reply
 from .events.model import Event, decode_entries
+from .keys import TENANTS, TenantKeys
 from .model import (
     Agent,
     AgentState,
@@ -28,8 +29,6 @@ from .model import (
     TaskStateName,
 )
 from .scripts import ScriptRunner
-
-TENANTS_KEY = "rr:tenants"
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,10 +51,6 @@ def default_runner() -> ScriptRunner:
     return _RUNNER
 
 
-def tenant_prefix(tenant: str) -> str:
-    return f"rr:{{{tenant}}}:"
-
-
 class Engine:
     """Routing operations for one tenant on one Redis connection."""
 
@@ -70,7 +65,8 @@ class Engine:
     ) -> None:
         self.redis = redis
         self.tenant = v.check_tenant(tenant)
-        self.prefix = tenant_prefix(tenant)
+        self.keys = TenantKeys.of(tenant)
+        self.prefix = self.keys.prefix
         self.runner = runner or default_runner()
         self.events_maxlen = events_maxlen
         self.retention_ms = retention_ms
@@ -82,7 +78,7 @@ class Engine:
 
     @property
     def events_key(self) -> str:
-        return self.prefix + "events"
+        return self.keys.events
 
     async def call(self, script: str, *args: Any) -> Any:
         try:
@@ -105,7 +101,7 @@ class Engine:
         if self._registered:
             return
         try:
-            await self.redis.sadd(TENANTS_KEY, self.tenant)
+            await self.redis.sadd(TENANTS, self.tenant)
         except (RedisConnectionError, RedisTimeoutError, OSError) as e:
             raise RedisUnavailable(f"Redis is unavailable: {e}") from None
         self._registered = True
@@ -347,7 +343,7 @@ class Engine:
 
     async def advance_clock(self, ms: int) -> None:
         """Moves this tenant's clock forward (tests and simulations only)."""
-        await self.redis.incrby(self.prefix + "clock:offset", ms)
+        await self.redis.incrby(self.keys.clock_offset, ms)
 
     async def events(self, after: str = "-", count: int | None = None) -> list[Event]:
         """The tenant's events after stream id `after` ('-' for all)."""

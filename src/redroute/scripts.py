@@ -81,13 +81,19 @@ def lua_folder() -> Traversable:
     return Path(__file__).resolve().parents[2] / "lua"
 
 
+def compose(text: str, folder: Traversable | None = None) -> str:
+    """A script's source as Redis runs it: its includes resolved from lua/
+    (or folder), the functions it never reaches pruned."""
+    return _prune(_resolve(folder or lua_folder(), text, "", set()))
+
+
 def load_scripts(folder: Traversable | None = None) -> dict[str, Script]:
     folder = folder or lua_folder()
     out: dict[str, Script] = {}
     for entry in folder.iterdir():
         if entry.name.endswith(".lua") and entry.is_file():
             name = entry.name[:-4]
-            source = _prune(_resolve(folder, entry.read_text(), "", set()))
+            source = compose(entry.read_text(), folder)
             out[name] = Script(name, source, hashlib.sha1(source.encode()).hexdigest())
     return out
 

@@ -49,26 +49,15 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .backend import close_quietly, is_cluster
-from .engine import TENANTS_KEY, Engine
+from .engine import Engine
 from .errors import RedisUnavailable
+from .keys import HEARTBEAT, TENANTS, WAKE_CHANNEL, tenant_of_timer_key
 from .scripts import ScriptRunner
 
 log = logging.getLogger("redroute.timers")
 
-WAKE_CHANNEL = "rr:wake"
 EXPIRED_PATTERN = "__keyevent@*__:expired"
-HEARTBEAT_KEY = "rr:timer-worker:heartbeat"
 _DOWN = (RedisUnavailable, RedisConnectionError, RedisTimeoutError, OSError)
-
-
-def tenant_of_timer_key(key: Any) -> str | None:
-    """The tenant of an expired wake-up key rr:{<tenant>}:tmr:wake (any
-    rr:{<tenant>}:tmr:… key names its tenant)."""
-    if isinstance(key, str) and key.startswith("rr:{"):
-        end = key.find("}:tmr:")
-        if end > 4:
-            return key[4:end]
-    return None
 
 
 class TimerWorker:
@@ -155,7 +144,7 @@ class TimerWorker:
         """The tenants to sweep: the registry, or the last one read (plus the
         tenants notifications named) while it cannot be read."""
         try:
-            registered = set(await self.redis.smembers(TENANTS_KEY))
+            registered = set(await self.redis.smembers(TENANTS))
         except _DOWN + (RedisError,) as e:
             if not self._known:
                 raise RedisUnavailable(f"tenant registry unreadable: {e}") from None
@@ -167,7 +156,7 @@ class TimerWorker:
         if missing:
             # Lost with its shard's data, say: put back what this worker knows.
             with contextlib.suppress(*_DOWN, RedisError):
-                await self.redis.sadd(TENANTS_KEY, *sorted(missing))
+                await self.redis.sadd(TENANTS, *sorted(missing))
         return set(self._known)
 
     async def _sweep_tenant(self, tenant: str) -> float | None:
@@ -246,7 +235,7 @@ class TimerWorker:
         return self._wait()
 
     async def _heartbeat(self) -> None:
-        await self.redis.set(HEARTBEAT_KEY, f"{self.id} {int(time.time() * 1000)}",
+        await self.redis.set(HEARTBEAT, f"{self.id} {int(time.time() * 1000)}",
                              px=int(max(3.0, self.max_sleep * 3) * 1000))
 
     def _on_message(self, msg: dict[str, Any]) -> None:

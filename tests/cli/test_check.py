@@ -13,6 +13,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from redroute import Engine
+from redroute.keys import TenantKeys, timer_member
 from tests.support.center import setup_center
 from tests.support.redis_server import RedisProcess, free_port
 
@@ -52,7 +53,7 @@ async def test_check_reports_each_violation_and_exits_1(live, redis_server: Redi
     # a1's availability (and the queue's index) stays what it was: a1 holds
     # one or both tasks, depending on whether the setup ran in one ms.
     wrong = 0 if held < 2 else 3
-    await live.hset("rr:{acme}:agent:a1", "chat|n", wrong)
+    await live.hset(TenantKeys.of("acme").agent("a1"), "chat|n", wrong)
 
     done = run_check(redis_server.url, "--tenant", "acme", "--settle", "0.1")
 
@@ -68,7 +69,7 @@ async def test_check_reports_each_violation_and_exits_1(live, redis_server: Redi
 async def test_check_without_a_tenant_checks_every_tenant_of_the_registry(
     live, redis_server: RedisProcess,
 ):
-    await live.sadd("rr:{globex}:live", "t-404")  # a live task with no document
+    await live.sadd(TenantKeys.of("globex").live, "t-404")  # a live task with no document
 
     done = run_check(redis_server.url, "--settle", "0.1", "--no-events")
 
@@ -81,7 +82,7 @@ async def test_check_without_a_tenant_checks_every_tenant_of_the_registry(
 
 
 async def test_check_prints_json_on_request(live, redis_server: RedisProcess):
-    await live.zadd("rr:{acme}:timers", {"ttl|t-404": 1})
+    await live.zadd(TenantKeys.of("acme").timers, {timer_member("ttl", "t-404"): 1})
 
     done = run_check(redis_server.url, "--json", "--settle", "0")
 

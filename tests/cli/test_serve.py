@@ -13,6 +13,7 @@ import aiohttp
 import redis as syncredis
 
 from redroute.client import Client
+from redroute.keys import TenantKeys
 from tests.support.http import serve_process as serve
 from tests.support.redis_server import RedisProcess
 
@@ -74,7 +75,7 @@ async def test_graceful_shutdown_ends_streams_and_finishes_requests(
                     pass
         assert proc.wait(20) == 0
         assert any(x["msg"].startswith("shutting down") for x in log_lines(log))
-        assert syncredis.Redis(port=redis_server.port).exists("rr:{default}:mrd:m4")
+        assert syncredis.Redis(port=redis_server.port).exists(TenantKeys.of("default").mrd("m4"))
 
 
 async def test_serve_several_processes_on_real_redis(redis_server: RedisProcess) -> None:

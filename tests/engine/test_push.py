@@ -253,19 +253,19 @@ async def test_closed_tasks_stay_readable_then_expire_after_retention(engine: En
     t = await short.push_task("c-1", "sales")
     await short.set_task_state(t.id, "CLOSED", "FORCE_CLOSED")
     assert (await short.get_task(t.id)).reason_code == "FORCE_CLOSED"
-    assert await redis.pttl(f"rr:{{test}}:task:{t.id}") > 0
+    assert await redis.pttl(engine.keys.task(t.id)) > 0
 
 
 async def test_a_conversation_index_set_to_expire_lives_again_with_a_new_task(engine: Engine, redis):
     await setup_center(engine, ready=True)
     first = await engine.push_task("c-1", "sales")
-    assert await redis.pttl("rr:{test}:conv:c-1") == -1
+    assert await redis.pttl(engine.keys.conv("c-1")) == -1
     await engine.set_task_state(first.id, "CLOSED", "FORCE_CLOSED")
-    assert await redis.pttl("rr:{test}:conv:c-1") > 0  # no live task left: expires with retention
+    assert await redis.pttl(engine.keys.conv("c-1")) > 0  # no live task left: expires with retention
 
     second = await engine.push_task("c-1", "sales")
 
-    assert await redis.pttl("rr:{test}:conv:c-1") == -1
+    assert await redis.pttl(engine.keys.conv("c-1")) == -1
     assert [t.id for t in await engine.conversation_tasks("c-1")] == [first.id, second.id]
 
 

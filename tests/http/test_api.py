@@ -8,7 +8,7 @@ import msgpack
 import pytest
 
 from redroute.errors import InvalidTransition, NotFound
-from redroute.timers import HEARTBEAT_KEY
+from redroute.keys import HEARTBEAT, TenantKeys
 from tests.support.http import Server, assert_invariants, server_fixture  # noqa: F401
 
 JSON = {"Content-Type": "application/json"}
@@ -287,7 +287,7 @@ async def test_tenants_are_isolated(server: Server) -> None:
     assert st == 200
     st, _, _ = await call(server, "GET", "/v1/mrds/chat")
     assert st == 404
-    assert await server.redis.exists("rr:{acme}:mrd:chat")
+    assert await server.redis.exists(TenantKeys.of("acme").mrd("chat"))
     for bad in ("a{b}", "a:b", "", "-x"):
         st, ctype, p = await call(server, "GET", "/v1/mrds/chat", headers={"X-Tenant": bad})
         assert st == 422 and ctype == "application/problem+json"
@@ -302,7 +302,7 @@ async def test_healthz_metrics_openapi(server: Server) -> None:
     server.state.settings.require_timer_worker = True
     st, _, h = await call(server, "GET", "/healthz")
     assert st == 503 and h["status"] == "unavailable" and h["timerWorker"] is False
-    await server.redis.set(HEARTBEAT_KEY, "w 1", px=5000)
+    await server.redis.set(HEARTBEAT, "w 1", px=5000)
     st, _, h = await call(server, "GET", "/healthz")
     assert st == 200 and h["timerWorker"] is True
     # Scripts flushed (a restarted Redis): healthz reloads them

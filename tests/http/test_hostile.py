@@ -18,6 +18,7 @@ import msgpack
 from yarl import URL
 
 from redroute.http.app import OPERATIONS
+from redroute.keys import HEARTBEAT
 from tests.support.http import Server, server_fixture  # noqa: F401
 
 J = "application/json"
@@ -200,7 +201,7 @@ async def full_snapshot(srv: Server) -> dict[str, tuple[str, bytes | None]]:
     none runs in this fixture, but it may change legitimately)."""
     out = {}
     async for k in srv.redis.scan_iter(match="*", count=1000):
-        if k == "rr:timer-worker:heartbeat":
+        if k == HEARTBEAT:
             continue
         out[k] = (await srv.redis.type(k),
                   await srv.redis.execute_command("DUMP", k, NEVER_DECODE=True))

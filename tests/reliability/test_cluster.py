@@ -38,12 +38,12 @@ from redroute.backend import (
     parse_cluster_url,
 )
 from redroute.checks.invariants import check
-from redroute.engine import TENANTS_KEY, tenant_prefix
 from redroute.errors import RedisUnavailable
 from redroute.events.consumer import GroupConsumer
 from redroute.events.stream import StreamReader
+from redroute.keys import HEARTBEAT, TENANTS, TenantKeys, tenant_of_timer_key, tenant_prefix
 from redroute.scripts import Script, ScriptRunner, load_scripts
-from redroute.timers import HEARTBEAT_KEY, TimerWorker, tenant_of_timer_key
+from redroute.timers import TimerWorker
 from tests.support.cluster import (
     LocalCluster,
     add_master,
@@ -201,7 +201,7 @@ async def hears_expiries_from(worker: RecordingWorker, rc: Any, tenants: list[st
     deadline = time.monotonic() + timeout
     while True:
         worker.heard.clear()
-        keys = [f"{tenant_prefix(t)}tmr:probe" for t in tenants]
+        keys = [TenantKeys.of(t).prefix + "tmr:probe" for t in tenants]
         for k in keys:
             await rc.set(k, "1", px=20)
         # Redis's active expiry samples keys, and these nodes hold many with a
@@ -398,8 +398,8 @@ async def test_every_operation_on_three_shards(cluster: LocalCluster, rc: Any) -
     held = await tenant_keys_by_node(cluster)
     for t, port in tenants:
         assert [p for p, ts in held.items() if t in ts] == [port], (t, held)
-    assert cluster.port_for_key(TENANTS_KEY) in {p for _, p in tenants}
-    assert set(await rc.smembers(TENANTS_KEY)) >= set(engines)
+    assert cluster.port_for_key(TENANTS) in {p for _, p in tenants}
+    assert set(await rc.smembers(TENANTS)) >= set(engines)
 
 
 async def test_slot_guard_catches_a_foreign_key(cluster: LocalCluster, rc: Any) -> None:
@@ -559,12 +559,12 @@ async def a_rona(api: Any, conversation: str) -> None:
 
 async def test_a_master_dies_the_other_shards_route_on(cluster: LocalCluster, rc: Any) -> None:
     """The master killed is the one holding the tenant registry too."""
-    victim_port = cluster.port_for_key(TENANTS_KEY)
+    victim_port = cluster.port_for_key(TENANTS)
     victim = cluster.node(victim_port)
     tenants = shard_tenants(cluster, "down")
     lost = next(t for t, p in tenants if p == victim_port)
     healthy = [t for t, p in tenants if p != victim_port]
-    print(f"killing master 127.0.0.1:{victim_port}: it serves tenant {lost!r} and {TENANTS_KEY}")
+    print(f"killing master 127.0.0.1:{victim_port}: it serves tenant {lost!r} and {TENANTS}")
     # Every write the victim acknowledges is on disk before the reply (with
     # everysec, a slow fsync lets Redis reply before it writes the AOF).
     victim.client().config_set("appendfsync", "always")
@@ -580,7 +580,7 @@ async def test_a_master_dies_the_other_shards_route_on(cluster: LocalCluster, rc
     stack = contextlib.ExitStack()
     base = None
     try:
-        await until(lambda: rc.exists(HEARTBEAT_KEY), bool)
+        await until(lambda: rc.exists(HEARTBEAT), bool)
         srv = stack.enter_context(serve(cluster.url, "--no-timers")) \
             if http_layer_present() else None
         clients = {}

@@ -26,6 +26,7 @@ import redis as syncredis
 from redroute import Engine, NotFound, RedisUnavailable
 from redroute.backend import connect
 from redroute.checks.invariants import check
+from redroute.keys import TenantKeys
 from redroute.timers import TimerWorker
 from tests.support.center import setup_center
 from tests.support.redis_server import RedisProcess, start_redis
@@ -373,13 +374,13 @@ async def test_timer_worker_killed_mid_load_and_restarted_leaves_nothing_stuck_n
         await asyncio.gather(*loaders)
 
         async def all_ended() -> bool:
-            return (await engine.redis.scard(engine.prefix + "live") == 0
-                    and await engine.redis.zcard(engine.prefix + "timers") == 0)
+            return (await engine.redis.scard(engine.keys.live) == 0
+                    and await engine.redis.zcard(engine.keys.timers) == 0)
 
         ended_in_time = await wait_for(all_ended, timeout=30)
         await asyncio.sleep(0.5)  # a late duplicate would show up here
-        stuck = (await engine.redis.scard(engine.prefix + "live")
-                 + await engine.redis.zcard(engine.prefix + "timers"))
+        stuck = (await engine.redis.scard(engine.keys.live)
+                 + await engine.redis.zcard(engine.keys.timers))
     finally:
         for w in workers:
             if w.poll() is None:
@@ -489,7 +490,7 @@ async def test_a_script_torn_by_a_crash_is_never_applied_in_part(repair: bool):
         rp.stop(signal.SIGKILL)
         # The kill landed while Redis wrote the accept: its deadline's
         # removal reached the disk, the task's new state did not.
-        tear_last_script(rp, inside=b"rr:{torn}:task:" + t.id.encode())
+        tear_last_script(rp, inside=TenantKeys.of("torn").task(t.id).encode())
         assert restart(rp) is repair  # cut whole, or (default) its torn command alone
 
         engine = Engine(connect(rp.url), "torn")

@@ -28,6 +28,8 @@ from pathlib import Path
 import redis as syncredis
 from redis.crc import key_slot
 
+from redroute.keys import tenant_prefix
+
 NODE_TIMEOUT_MS = 1000
 
 
@@ -163,7 +165,7 @@ class LocalCluster:
         return self.port_for_slot(self.keyslot(key))
 
     def port_for_tenant(self, tenant: str) -> int:
-        return self.port_for_key(f"rr:{{{tenant}}}:")
+        return self.port_for_key(tenant_prefix(tenant))
 
     def tenants_per_node(self, per_node: int = 1, prefix: str = "t") -> dict[int, list[str]]:
         """Tenant names (prefix-0, prefix-1, …) chosen so that each master
@@ -173,7 +175,7 @@ class LocalCluster:
         i = 0
         while any(len(v) < per_node for v in want.values()):
             name = f"{prefix}-{i}"
-            slot = key_slot(f"rr:{{{name}}}:".encode())
+            slot = key_slot(tenant_prefix(name).encode())
             port = next(p for s, e, p in ranges if s <= slot <= e)
             if len(want[port]) < per_node:
                 want[port].append(name)

@@ -27,6 +27,7 @@ from redroute.client import Client
 from redroute.events import Event
 from redroute.http import Settings, create_app
 from redroute.http.app import STATE, State
+from redroute.keys import HEARTBEAT
 from redroute.timers import TimerWorker
 
 from .redis_server import RedisProcess, free_port
@@ -175,7 +176,7 @@ class ThreadServer:
         self._stop = asyncio.Event()
         if worker is not None:  # healthy once its first heartbeat is written
             for _ in range(100):
-                if await redis.exists("rr:timer-worker:heartbeat"):
+                if await redis.exists(HEARTBEAT):
                     break
                 await asyncio.sleep(0.02)
         self._ready.set()

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..engine import Engine
+from ..keys import task_match, timer_member, timer_task_id, waiting_task_id
 
 
 @dataclass
@@ -48,11 +49,6 @@ class Report:
     @property
     def ok(self) -> bool:
         return not self.violations
-
-
-def waiting_task_id(member: str) -> str:
-    """The task id of a waiting-set member (see wait_member in routing.lua)."""
-    return f"t-{int(member)}"
 
 
 async def _scan(redis: Any, pattern: str) -> list[str]:
@@ -74,24 +70,23 @@ def _agent_max(agent: dict[str, str], mrd: str, mrds: dict[str, dict[str, str]])
 
 
 async def check(engine: Engine, *, overdue_ms: int | None = None, events: bool = True) -> Report:
-    r, p = engine.redis, engine.prefix
+    r, k = engine.redis, engine.keys
     rep = Report()
-    esc = p.replace("{", "\\{").replace("}", "\\}").replace("[", "\\[")
 
-    mrds = {m: await r.hgetall(f"{p}mrd:{m}") for m in await r.smembers(p + "mrds")}
-    queues = {q: await r.hgetall(f"{p}queue:{q}") for q in await r.smembers(p + "queues")}
-    agent_ids = await r.smembers(p + "agents")
-    agents = {a: await r.hgetall(f"{p}agent:{a}") for a in agent_ids}
-    agent_tasks = {a: await r.smembers(f"{p}agent:{a}:tasks") for a in agent_ids}
-    live = await r.smembers(p + "live")
-    timers = dict(await r.zrange(p + "timers", 0, -1, withscores=True))
-    waiting = {q: {waiting_task_id(m) for m in await r.zrange(f"{p}q:{q}:waiting", 0, -1)}
+    mrds = {m: await r.hgetall(k.mrd(m)) for m in await r.smembers(k.mrds)}
+    queues = {q: await r.hgetall(k.queue(q)) for q in await r.smembers(k.queues)}
+    agent_ids = await r.smembers(k.agents)
+    agents = {a: await r.hgetall(k.agent(a)) for a in agent_ids}
+    agent_tasks = {a: await r.smembers(k.agent_tasks(a)) for a in agent_ids}
+    live = await r.smembers(k.live)
+    timers = dict(await r.zrange(k.timers, 0, -1, withscores=True))
+    waiting = {q: {waiting_task_id(m) for m in await r.zrange(k.q_waiting(q), 0, -1)}
                for q in queues}
     rep.agents = len(agents)
 
     tasks: dict[str, dict[str, Any]] = {}
-    for k in await _scan(r, esc + "task:*"):
-        raw = await r.get(k)
+    for key in await _scan(r, task_match(k)):
+        raw = await r.get(key)
         if raw:
             t = json.loads(raw)
             tasks[t["id"]] = t
@@ -142,7 +137,7 @@ async def check(engine: Engine, *, overdue_ms: int | None = None, events: bool =
         places = [f"queue {q}" for q in in_waiting.get(tid, [])]
         places += [f"agent {a}" for a in with_agent.get(tid, [])]
         states = {m["state"] for m in t["media"]}
-        task_timers = [m for m in timers if m.split("|")[1] == tid]
+        task_timers = [m for m in timers if timer_task_id(m) == tid]
         if t["state"] == "CLOSED":
             rep.tasks_closed += 1
             if places or tid in live or task_timers:
@@ -153,14 +148,14 @@ async def check(engine: Engine, *, overdue_ms: int | None = None, events: bool =
             rep.add(f"task {tid} is {t['state']} but not in the live set")
         if "QUEUED" in states:
             expected = [f"queue {t.get('queueId')}"]
-            deadline = f"ttl|{tid}"
+            deadline = timer_member("ttl", tid)
         elif "RESERVED" in states:
             expected = [f"agent {t['assignedTo']}"]
             m = next(m for m in t["media"] if m["state"] == "RESERVED")
-            deadline = f"rona|{tid}|{m['id']}"
+            deadline = timer_member("rona", tid, m["id"])
         else:
             expected = [f"agent {t['assignedTo']}"]
-            deadline = f"wrap|{tid}" if t["state"] == "WRAP_UP" else None
+            deadline = timer_member("wrap", tid) if t["state"] == "WRAP_UP" else None
         if places != expected:
             rep.add(f"task {tid} ({t['state']}, medias {sorted(states)}) is in {places}, expected {expected}")
         # 4. the deadline that ends it
@@ -171,7 +166,7 @@ async def check(engine: Engine, *, overdue_ms: int | None = None, events: bool =
         if t["state"] == "ACTIVE" and not states - {"CLOSED"}:
             rep.add(f"task {tid} is ACTIVE with every media closed")
     for member in timers:
-        tid = member.split("|")[1]
+        tid = timer_task_id(member)
         if tid not in tasks:
             rep.add(f"deadline {member} for a task that does not exist")
 
@@ -184,7 +179,7 @@ async def check(engine: Engine, *, overdue_ms: int | None = None, events: bool =
         mrd = cfg.get("mrdId", "")
         members = sorted(a for a, h in agents.items() if q in json.loads(h.get("queues") or "[]"))
         available = {a for a in members if _available(agents[a], mrd, mrds)}
-        indexed = set(await r.zrange(f"{p}q:{q}:avail", 0, -1))
+        indexed = set(await r.zrange(k.q_avail(q), 0, -1))
         if indexed != available:
             rep.add(f"queue {q}: availability index {sorted(indexed)}, available agents {sorted(available)}")
         for tid in sorted(waiting.get(q, ())):

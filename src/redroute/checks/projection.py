@@ -35,6 +35,7 @@ from ..engine import Engine
 from ..errors import NotFound
 from ..events.model import Event
 from ..events.stream import StreamReader, parse_id
+from ..keys import task_id_of_key, task_match, waiting_task_id
 
 Doc = dict[str, Any]
 
@@ -180,29 +181,23 @@ def _ids(tasks: Iterable[Doc]) -> list[str]:
     return [t["id"] for t in tasks]
 
 
-def _member_task_id(member: str) -> str:
-    # Waiting-set members are task ids, or their zero-padded sequence number.
-    return f"t-{int(member)}" if member.isdigit() else member
-
-
 async def compare(projection: Projection, engine: Engine) -> list[Difference]:
     """What differs between the projection and the tenant's state in Redis.
     Read it at a quiet moment: a step running in between shows up here.
     Closed tasks Redis has already expired (retention) are not differences."""
-    r, p = engine.redis, engine.prefix
+    r, k = engine.redis, engine.keys
     diffs: list[Difference] = []
 
     async def read(script: str, *args: str) -> Any:
         return json.loads(await engine.call(script, *args))
 
     # Tasks: the live set, then every task either side knows of.
-    live = set(await r.smembers(p + "live"))
+    live = set(await r.smembers(k.live))
     for tid in sorted(set(projection.live_tasks()) - live, key=_seq):
         diffs.append(Difference(f"task {tid}", "live in the stream, not in Redis' live set"))
     for tid in sorted(live - set(projection.live_tasks()), key=_seq):
         diffs.append(Difference(f"task {tid}", "in Redis' live set, not live in the stream"))
-    esc = p.replace("{", "\\{").replace("}", "\\}").replace("[", "\\[")
-    stored = {k[len(p) + 5:] async for k in r.scan_iter(match=esc + "task:*", count=1000)}
+    stored = {task_id_of_key(k, key) async for key in r.scan_iter(match=task_match(k), count=1000)}
     expired: set[str] = set()
     for tid in sorted(set(projection.tasks) | stored | live, key=_seq):
         mine = projection.tasks.get(tid)
@@ -220,7 +215,7 @@ async def compare(projection: Projection, engine: Engine) -> list[Difference]:
             diffs.extend(_fields(f"task {tid}", mine, current))
 
     # Agents and what they hold.
-    for aid in sorted(set(projection.agents) | set(await r.smembers(p + "agents"))):
+    for aid in sorted(set(projection.agents) | set(await r.smembers(k.agents))):
         mine = projection.agents.get(aid)
         try:
             current = await read("get_agent", aid)
@@ -243,8 +238,8 @@ async def compare(projection: Projection, engine: Engine) -> list[Difference]:
             diffs.append(Difference(f"conversation {cid}", f"stream {mine_ids}, Redis {listed}"))
 
     # Queues: contents in order, and the statistics derived from them.
-    for qid in sorted(projection.queue_ids() | set(await r.smembers(p + "queues"))):
-        waiting = [_member_task_id(m) for m in await r.zrange(f"{p}q:{qid}:waiting", 0, -1)]
+    for qid in sorted(projection.queue_ids() | set(await r.smembers(k.queues))):
+        waiting = [waiting_task_id(m) for m in await r.zrange(k.q_waiting(qid), 0, -1)]
         mine_waiting = projection.waiting(qid)
         if waiting != mine_waiting:
             diffs.append(Difference(f"queue {qid}", f"waiting: stream {mine_waiting}, Redis {waiting}"))

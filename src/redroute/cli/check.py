@@ -24,8 +24,9 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..backend import connect
 from ..checks.invariants import Report, check
-from ..engine import TENANTS_KEY, Engine
+from ..engine import Engine
 from ..errors import RedisUnavailable, ValidationError
+from ..keys import TENANTS
 
 
 def add_parser(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
@@ -56,7 +57,7 @@ async def check_tenant(engine: Engine, *, events: bool, overdue_ms: int | None,
 async def _run(args: argparse.Namespace) -> dict[str, Report]:
     redis = connect(args.redis_url)
     try:
-        tenants = args.tenant or sorted(await redis.smembers(TENANTS_KEY))
+        tenants = args.tenant or sorted(await redis.smembers(TENANTS))
         engine = Engine(redis, tenants[0]) if tenants else None
         out: dict[str, Report] = {}
         for t in tenants:

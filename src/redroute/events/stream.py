@@ -36,7 +36,7 @@ from typing import Any
 from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ..engine import tenant_prefix
+from ..keys import TenantKeys
 from .model import Event, decode_entry
 
 # One script for every read that must not cross a gap, so the position check
@@ -194,7 +194,7 @@ async def _script(redis: Any, stream: str, *args: Any) -> Any:
 
 
 def events_key(tenant: str) -> str:
-    return tenant_prefix(tenant) + "events"
+    return TenantKeys.of(tenant).events
 
 
 def parse_id(entry_id: str) -> tuple[int, int]:

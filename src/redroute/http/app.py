@@ -26,9 +26,10 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from .. import validation as v
 from ..engine import DEFAULT_EVENTS_MAXLEN, DEFAULT_RETENTION_MS, Engine
 from ..errors import RedisUnavailable, RedrouteError
+from ..keys import HEARTBEAT
 from ..model import ID_PATTERN, Task
 from ..scripts import ScriptRunner
-from ..timers import HEARTBEAT_KEY, TimerWorker
+from ..timers import TimerWorker
 from . import schemas as s
 from .auth import TENANT_KEY, KeyRing, auth_middleware, security_components
 from .metrics import Metrics
@@ -488,7 +489,7 @@ async def healthz(request: web.Request) -> web.Response:
         if not all(await st.redis.script_exists(*shas)):
             await st.runner.load_all(st.redis)  # e.g. Redis restarted: heal now
         h["scripts"] = all(await st.redis.script_exists(*shas))
-        beat = bool(await st.redis.exists(HEARTBEAT_KEY))
+        beat = bool(await st.redis.exists(HEARTBEAT))
         # An in-process worker must also be running here, not just somewhere.
         local = any(t.get_name() == "timer-worker" and not t.done() for t in st.tasks)
         h["timerWorker"] = beat and (st.worker is None or local)

@@ -26,8 +26,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from ..counts import totals_by_name
-from ..engine import TENANTS_KEY, Engine, tenant_prefix
+from ..engine import Engine
 from ..errors import NotFound, RedrouteError, ValidationError
+from ..keys import TENANTS
 from ..model import EventType
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -135,14 +136,14 @@ async def read_snapshot(redis: Any, engine_for: Callable[[str], Engine]) -> list
                                  labels=["tenant", "type"])
     totals = {name: CounterMetricFamily(metric, help_, labels=["tenant"])
               for name, metric, help_ in COUNTED}
-    for tenant in sorted(await redis.smembers(TENANTS_KEY))[:MAX_TENANTS]:
+    for tenant in sorted(await redis.smembers(TENANTS))[:MAX_TENANTS]:
         try:
             engine = engine_for(tenant)
         except RedrouteError:
             continue  # not a valid tenant name: nothing of ours
-        prefix = tenant_prefix(tenant)
+        k = engine.keys
         queued = 0
-        for qid in sorted(await redis.smembers(prefix + "queues"))[:MAX_QUEUES]:
+        for qid in sorted(await redis.smembers(k.queues))[:MAX_QUEUES]:
             try:
                 q = await engine.get_queue(qid)
             except (NotFound, ValidationError):
@@ -152,10 +153,10 @@ async def read_snapshot(redis: Any, engine_for: Callable[[str], Engine]) -> list
             oldest.add_metric([tenant, qid], (q.oldest_wait_ms or 0) / 1000)
             for state, n in sorted((q.agents or {}).items()):
                 agents.add_metric([tenant, qid, state], n)
-        tasks.add_metric([tenant, "live"], await redis.scard(prefix + "live"))
+        tasks.add_metric([tenant, "live"], await redis.scard(k.live))
         tasks.add_metric([tenant, "queued"], queued)
-        timers.add_metric([tenant], await redis.zcard(prefix + "timers"))
-        counts = totals_by_name(await redis.hgetall(prefix + "counts"))
+        timers.add_metric([tenant], await redis.zcard(k.timers))
+        counts = totals_by_name(await redis.hgetall(k.counts))
         for etype in EventType:
             if etype.value in counts:
                 events.add_metric([tenant, etype.value], counts[etype.value])
