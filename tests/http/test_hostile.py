@@ -17,7 +17,7 @@ import aiohttp
 import msgpack
 from yarl import URL
 
-from redroute.http.app import OPERATIONS
+from redroute.http.routes import ROUTES
 from redroute.keys import HEARTBEAT
 from tests.support.http import Server, server_fixture  # noqa: F401
 
@@ -100,7 +100,7 @@ class Corpus:
 
     def __iter__(self) -> Iterator[tuple[str, str, str, dict[str, str], bytes | None]]:
         """(label, method, path, headers, body)"""
-        for op in OPERATIONS:
+        for op in ROUTES:
             valid = self.valid.get(op.op_id)
             vbody = json.dumps(valid).encode() if valid is not None else None
             hj = {"Content-Type": J} if valid is not None else {}

@@ -1,7 +1,10 @@
-"""The aiohttp application: the endpoints of docs/api.md over redroute.Engine.
+"""The aiohttp application: the route table (routes.py) of docs/api.md served
+over redroute.Engine, with the middleware and the endpoints outside the table's
+request-response shape (SSE events, health, metrics, the OpenAPI document).
 
-Handlers only validate (pydantic schemas), call one Engine method and encode
-the result; every decision is made by the Lua scripts behind the Engine.
+The adapter here validates what every operation shares (path ids, tenant,
+body schema) before a handler (handlers.py) runs; every decision is made by
+the Lua scripts behind the Engine.
 """
 
 from __future__ import annotations
@@ -24,17 +27,27 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .. import validation as v
-from ..engine import DEFAULT_EVENTS_MAXLEN, DEFAULT_RETENTION_MS, Engine
+from ..engine import DEFAULT_EVENTS_MAXLEN, DEFAULT_RETENTION_MS, Engine, default_runner
 from ..errors import RedisUnavailable, RedrouteError
 from ..keys import HEARTBEAT
-from ..model import ID_PATTERN, Task
+from ..model import ID_PATTERN
 from ..scripts import ScriptRunner
 from ..timers import TimerWorker
 from . import schemas as s
 from .auth import TENANT_KEY, KeyRing, auth_middleware, security_components
+from .handlers import Ctx
 from .metrics import Metrics
 from .negotiation import RawJson, decode_body, encode
-from .problem import REDIS_UNAVAILABLE, Problem, bad_request, from_http_exception
+from .openapi import document
+from .problem import (
+    REDIS_UNAVAILABLE,
+    Problem,
+    bad_id,
+    bad_request,
+    from_http_exception,
+    from_validation_error,
+)
+from .routes import ROUTES, Operation
 from .sse import EventHub, Filter, gap_event, stream, trimmed_after
 
 log = logging.getLogger("redroute.http")
@@ -84,238 +97,12 @@ class State:
 STATE = web.AppKey("redroute", State)
 
 
-# The route table: each operation's method, path, schemas and success status.
-# The OpenAPI document is generated from it.
-
-
-@dataclass
-class Ctx:
-    request: web.Request
-    engine: Engine
-    path: dict[str, str]
-    body: Any
-
-
-Handler = Callable[[Ctx], Awaitable[tuple[int, Any]]]
-
-
-@dataclass
-class Operation:
-    method: str
-    path: str
-    op_id: str
-    summary: str
-    tag: str
-    fn: Handler
-    body: type[pydantic.BaseModel] | None = None
-    response: type[pydantic.BaseModel] | None = None
-    statuses: tuple[int, ...] = (200,)
-    errors: tuple[int, ...] = (404, 422)
-    headers: tuple[dict[str, Any], ...] = ()  # request headers it reads (OpenAPI parameters)
-
-
-OPERATIONS: list[Operation] = []
-
-
-def operation(method: str, path: str, op_id: str, summary: str, tag: str, *,
-              body: type[pydantic.BaseModel] | None = None,
-              response: type[pydantic.BaseModel] | None = None,
-              statuses: tuple[int, ...] = (200,),
-              errors: tuple[int, ...] = (404, 422),
-              headers: tuple[dict[str, Any], ...] = ()) -> Callable[[Handler], Handler]:
-    def register(fn: Handler) -> Handler:
-        errs = set(errors) | {503}
-        if body is not None:
-            errs |= {400, 413, 415, 422}
-        if "{" in path:
-            errs |= {422}
-        OPERATIONS.append(Operation(method, path, op_id, summary, tag, fn, body, response,
-                                    statuses, tuple(sorted(errs)), headers))
-        return fn
-    return register
-
-
-def _task(t: Task) -> RawJson | dict[str, Any]:
-    if t.raw_json is not None:
-        return RawJson(t.raw_json, t.id)
-    return t.to_dict()
-
-
-def _tasks(ts: list[Any]) -> dict[str, Any]:
-    return {"tasks": [t.to_dict() for t in ts]}
-
-
-# Configuration
-
-@operation("PUT", "/v1/mrds/{mrdId}", "putMrd", "Create or replace an MRD", "config",
-           body=s.MrdBody, response=s.Mrd)
-async def put_mrd(c: Ctx) -> tuple[int, Any]:
-    b: s.MrdBody = c.body
-    m = await c.engine.put_mrd(c.path["mrdId"], max_requests=b.maxRequests, auto_join=b.autoJoin,
-                               wrap_up_enabled=b.wrapUp.enabled,
-                               wrap_up_timeout_ms=b.wrapUp.timeoutMs)
-    return 200, m.to_dict()
-
-
-@operation("GET", "/v1/mrds/{mrdId}", "getMrd", "Read an MRD", "config", response=s.Mrd)
-async def get_mrd(c: Ctx) -> tuple[int, Any]:
-    return 200, (await c.engine.get_mrd(c.path["mrdId"])).to_dict()
-
-
-@operation("PUT", "/v1/queues/{queueId}", "putQueue", "Create or replace a queue", "config",
-           body=s.QueueBody, response=s.Queue, errors=(404, 409, 422))
-async def put_queue(c: Ctx) -> tuple[int, Any]:
-    b: s.QueueBody = c.body
-    q = await c.engine.put_queue(
-        c.path["queueId"], mrd_id=b.mrdId, agent_request_ttl_ms=b.agentRequestTtlMs,
-        agent_sla_ms=b.agentSlaMs, agent_selection_policy=b.agentSelectionPolicy,
-        service_level_threshold_ms=b.serviceLevelThresholdMs)
-    return 200, q.to_dict()
-
-
-@operation("GET", "/v1/queues/{queueId}", "getQueue",
-           "Read a queue with its live statistics (waiting, oldestWaitMs, agents)", "config",
-           response=s.Queue)
-async def get_queue(c: Ctx) -> tuple[int, Any]:
-    return 200, (await c.engine.get_queue(c.path["queueId"])).to_dict()
-
-
-@operation("PUT", "/v1/agents/{agentId}", "putAgent", "Create or replace an agent", "config",
-           body=s.AgentBody, response=s.Agent)
-async def put_agent(c: Ctx) -> tuple[int, Any]:
-    b: s.AgentBody = c.body
-    a = await c.engine.put_agent(c.path["agentId"], queues=b.queues, attributes=b.attributes,
-                                 max_requests=b.maxRequests)
-    return 200, a.to_dict()
-
-
-@operation("GET", "/v1/agents/{agentId}", "getAgent", "Read an agent with its MRD states",
-           "agents", response=s.Agent)
-async def get_agent(c: Ctx) -> tuple[int, Any]:
-    return 200, (await c.engine.get_agent(c.path["agentId"])).to_dict()
-
-
-# Agents
-
-@operation("POST", "/v1/agents/{agentId}/state", "setAgentState",
-           "Set an agent's global state, or one MRD's state", "agents",
-           body=s.AgentStateBody, response=s.Agent, errors=(404, 409, 422))
-async def set_agent_state(c: Ctx) -> tuple[int, Any]:
-    b: s.AgentStateBody = c.body
-    a = await c.engine.set_agent_state(c.path["agentId"], b.state, mrd_id=b.mrdId,
-                                       reason_code=b.reasonCode)
-    return 200, a.to_dict()
-
-
-@operation("GET", "/v1/agents/{agentId}/tasks", "listAgentTasks", "An agent's live tasks",
-           "tasks", response=s.TaskList)
-async def agent_tasks(c: Ctx) -> tuple[int, Any]:
-    return 200, _tasks(await c.engine.agent_tasks(c.path["agentId"]))
-
-
-# Tasks
-
-IDEMPOTENCY_KEY = "Idempotency-Key"
-IDEMPOTENCY_PARAM = {
-    "name": IDEMPOTENCY_KEY, "in": "header", "required": False,
-    "description": "makes the request safe to retry: a repeat with the same key within the "
-                   "retention period creates nothing and answers 200 with the first request's "
-                   "task as it is now (422 if the key was used for another queue or conversation)",
-    "schema": {"type": "string", "pattern": ID_PATTERN.pattern, "maxLength": 128},
-}
-
-
-@operation("POST", "/v1/tasks", "pushTask", "PUSH mode: a routing request to a queue", "tasks",
-           body=s.PushBody, response=s.Task, statuses=(201, 200), errors=(404, 422),
-           headers=(IDEMPOTENCY_PARAM,))
-async def push_task(c: Ctx) -> tuple[int, Any]:
-    b: s.PushBody = c.body
-    args = dict(priority=b.priority, agent_request_ttl_ms=b.agentRequestTtlMs,
-                request_session=b.requestSession, metadata=b.metadata)
-    key = c.request.headers.get(IDEMPOTENCY_KEY)
-    if key is None:
-        return 201, _task(await c.engine.push_task(b.conversationId, b.queueId, **args))
-    if not ID_PATTERN.fullmatch(key):
-        raise _bad_id(f"header {IDEMPOTENCY_KEY}", key)
-    t, created = await c.engine.push_task_idempotent(key, b.conversationId, b.queueId, **args)
-    return (201 if created else 200), _task(t)
-
-
-@operation("POST", "/v1/agents/{agentId}/tasks", "pullTask",
-           "PULL mode / OUTBOUND: a task for a known agent (201 new, 200 existing)", "tasks",
-           body=s.PullBody, response=s.Task, statuses=(200, 201), errors=(404, 409, 422))
-async def pull_task(c: Ctx) -> tuple[int, Any]:
-    b: s.PullBody = c.body
-    t, created = await c.engine.pull_task(c.path["agentId"], b.conversationId, b.mrdId,
-                                          direction=b.direction,
-                                          request_session=b.requestSession, metadata=b.metadata)
-    return (201 if created else 200), _task(t)
-
-
-@operation("POST", "/v1/conversations/{conversationId}/conference", "conference",
-           "Conference a queue ({queueId}) or a named agent ({agentId}) in", "tasks",
-           body=s.ConferenceBody, response=s.Task, statuses=(201,), errors=(404, 409, 422))
-async def conference(c: Ctx) -> tuple[int, Any]:
-    b: s.ConferenceBody = c.body
-    t = await c.engine.conference(c.path["conversationId"], queue_id=b.queueId,
-                                  agent_id=b.agentId, mrd_id=b.mrdId, sla_ms=b.agentSlaMs,
-                                  priority=b.priority, request_session=b.requestSession,
-                                  metadata=b.metadata)
-    return 201, _task(t)
-
-
-@operation("POST", "/v1/conversations/{conversationId}/transfer", "transfer",
-           "Transfer the conversation to a queue ({queueId}) or a named agent ({agentId})",
-           "tasks", body=s.TransferBody, response=s.Task, statuses=(201,),
-           errors=(404, 409, 422))
-async def transfer(c: Ctx) -> tuple[int, Any]:
-    b: s.TransferBody = c.body
-    t = await c.engine.transfer(c.path["conversationId"], b.fromAgentId, queue_id=b.queueId,
-                                agent_id=b.agentId, sla_ms=b.agentSlaMs, metadata=b.metadata)
-    return 201, _task(t)
-
-
-@operation("GET", "/v1/conversations/{conversationId}/tasks", "listConversationTasks",
-           "A conversation's tasks, live and recently closed, oldest first", "tasks",
-           response=s.TaskList)
-async def conversation_tasks(c: Ctx) -> tuple[int, Any]:
-    return 200, _tasks(await c.engine.conversation_tasks(c.path["conversationId"]))
-
-
-@operation("PUT", "/v1/tasks/{taskId}/media/{mediaId}/state", "setMediaState",
-           "Accept (ACTIVE) or close (CLOSED) one media of a task", "tasks",
-           body=s.MediaStateBody, response=s.Task, errors=(404, 409, 422))
-async def set_media_state(c: Ctx) -> tuple[int, Any]:
-    b: s.MediaStateBody = c.body
-    t = await c.engine.set_media_state(c.path["taskId"], c.path["mediaId"], b.state, b.agentId)
-    return 200, _task(t)
-
-
-@operation("PUT", "/v1/tasks/{taskId}/state", "setTaskState",
-           "WRAP_UP or CLOSED a task (CLOSED/RONA on a reserved task declines it)", "tasks",
-           body=s.TaskStateBody, response=s.Task, errors=(404, 409, 422))
-async def set_task_state(c: Ctx) -> tuple[int, Any]:
-    b: s.TaskStateBody = c.body
-    reason = b.reasonCode.value if b.reasonCode is not None else None
-    return 200, _task(await c.engine.set_task_state(c.path["taskId"], b.name, reason))
-
-
-@operation("GET", "/v1/tasks/{taskId}", "getTask", "Read a task", "tasks", response=s.Task)
-async def get_task(c: Ctx) -> tuple[int, Any]:
-    return 200, _task(await c.engine.get_task(c.path["taskId"]))
-
-
 # Plumbing
 
 def _tenant(request: web.Request) -> str:
     # With API keys the authenticated key decides (auth.py); else the header.
     tenant = request.get(TENANT_KEY)
     return tenant if tenant is not None else request.headers.get("X-Tenant", "default")
-
-
-def _bad_id(what: str, value: str) -> Problem:
-    return bad_request(f"{what} must be 1-128 characters of letters, digits and _.@+- "
-                       f"starting with a letter or digit; got {value!r:.80}", status=422)
 
 
 def _path(request: web.Request) -> dict[str, str]:
@@ -326,18 +113,8 @@ def _path(request: web.Request) -> dict[str, str]:
         if ID_PATTERN.fullmatch(value):
             out[name] = value
         else:
-            raise _bad_id(f"path parameter {name}", value)
+            raise bad_id(f"path parameter {name}", value)
     return out
-
-
-def _validation_problem(e: pydantic.ValidationError, where: str = "body") -> Problem:
-    errors = []
-    for err in e.errors(include_url=False, include_context=False, include_input=False):
-        loc = ".".join(str(p) for p in err["loc"])
-        errors.append({"loc": f"{where}.{loc}" if loc else where, "msg": err["msg"],
-                       "type": err["type"]})
-    detail = "; ".join(f"{x['loc']}: {x['msg']}" for x in errors[:5])
-    return Problem(422, "VALIDATION_ERROR", detail, extra={"errors": errors})
 
 
 def endpoint(op: Operation) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
@@ -353,7 +130,7 @@ def endpoint(op: Operation) -> Callable[[web.Request], Awaitable[web.StreamRespo
             try:
                 body = op.body.model_validate(data)
             except pydantic.ValidationError as e:
-                raise _validation_problem(e) from None
+                raise from_validation_error(e) from None
         status, payload = await op.fn(Ctx(request, engine, path, body))
         resp = encode(request, status, payload)
         created = payload.id if isinstance(payload, RawJson) else (
@@ -435,7 +212,7 @@ async def events(request: web.Request) -> web.StreamResponse:
         if after is not None:
             after = pydantic.TypeAdapter(s.StreamId).validate_python(after.strip())
     except pydantic.ValidationError as e:
-        raise _validation_problem(e, "query") from None
+        raise from_validation_error(e, "query") from None
     wants = Filter(types, ids.get("agentId"), ids.get("queueId"), ids.get("conversationId"))
     feed = st.hub.feed(engine.tenant, engine.events_key)
     # The first Redis read comes before the response starts, so an
@@ -513,8 +290,6 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 async def openapi(request: web.Request) -> web.Response:
-    from .openapi import document
-
     doc = document()
     if request.app[STATE].settings.api_keys:
         doc = copy.deepcopy(doc)  # document() is cached: never mutate it
@@ -570,8 +345,6 @@ def create_app(
 ) -> web.Application:
     """The HTTP application on a Redis client (real or embedded). With a
     timer_worker it runs that worker for the application's lifetime."""
-    from ..engine import default_runner
-
     settings = settings or Settings()
     runner = runner or default_runner()
     m = Metrics()
@@ -584,7 +357,7 @@ def create_app(
                                            protect_ops=settings.protect_ops))
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=middlewares)
     app[STATE] = State(redis, runner, settings, m, hub, timer_worker)
-    for op in OPERATIONS:
+    for op in ROUTES:
         # Any segment matches, braces included, so a malformed id is a 422
         # from validation rather than a 404 from the router.
         route_path = re.sub(r"\{(\w+)\}", r"{\1:[^/]+}", op.path)

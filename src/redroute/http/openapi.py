@@ -12,9 +12,9 @@ from pydantic.json_schema import models_json_schema
 from .. import __version__
 from ..model import ID_PATTERN, TENANT_PATTERN
 from . import schemas as s
-from .app import OPERATIONS
 from .negotiation import JSON, MSGPACK
 from .problem import PROBLEM_JSON
+from .routes import ROUTES
 
 REF = "#/components/schemas/{model}"
 _PARAM = re.compile(r"\{(\w+)\}")
@@ -56,8 +56,8 @@ def _query_id(name: str, description: str) -> dict[str, Any]:
 
 @functools.cache
 def document() -> dict[str, Any]:
-    bodies = {op.body for op in OPERATIONS if op.body is not None}
-    responses = {op.response for op in OPERATIONS if op.response is not None}
+    bodies = {op.body for op in ROUTES if op.body is not None}
+    responses = {op.response for op in ROUTES if op.response is not None}
     models = ([(m, "validation") for m in sorted(bodies, key=lambda m: m.__name__)]
               + [(m, "serialization") for m in sorted(responses, key=lambda m: m.__name__)]
               + [(s.ProblemDoc, "serialization"), (s.Health, "serialization")])
@@ -65,7 +65,7 @@ def document() -> dict[str, Any]:
     schemas = defs.get("$defs", {})
 
     paths: dict[str, dict[str, Any]] = {}
-    for op in OPERATIONS:
+    for op in ROUTES:
         item: dict[str, Any] = {
             "operationId": op.op_id, "summary": op.summary, "tags": [op.tag],
             "parameters": ([_path_param(p) for p in _PARAM.findall(op.path)] + [TENANT_PARAM]

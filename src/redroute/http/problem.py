@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pydantic
 from aiohttp import web
 
 PROBLEM_JSON = "application/problem+json"
@@ -71,6 +72,22 @@ def bad_request(detail: str, status: int = 400, **extra: Any) -> Problem:
 
 def invalid(detail: str, **extra: Any) -> Problem:
     return Problem(422, VALIDATION_ERROR, detail, extra=extra or None)
+
+
+def bad_id(what: str, value: str) -> Problem:
+    return bad_request(f"{what} must be 1-128 characters of letters, digits and _.@+- "
+                       f"starting with a letter or digit; got {value!r:.80}", status=422)
+
+
+def from_validation_error(e: pydantic.ValidationError, where: str = "body") -> Problem:
+    """A pydantic error as a 422 listing each invalid field under `errors`."""
+    errors = []
+    for err in e.errors(include_url=False, include_context=False, include_input=False):
+        loc = ".".join(str(p) for p in err["loc"])
+        errors.append({"loc": f"{where}.{loc}" if loc else where, "msg": err["msg"],
+                       "type": err["type"]})
+    detail = "; ".join(f"{x['loc']}: {x['msg']}" for x in errors[:5])
+    return Problem(422, VALIDATION_ERROR, detail, extra={"errors": errors})
 
 
 def from_http_exception(exc: web.HTTPException) -> Problem:

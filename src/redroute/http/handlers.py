@@ -1,0 +1,155 @@
+"""The endpoint functions of the route table, one per operation.
+
+Each gets the request already validated (path ids, tenant, body schema) as a
+Ctx, calls one Engine method and returns (status, payload); every decision is
+made by the Lua scripts behind the Engine. routes.py says which URL reaches
+which function.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from ..engine import Engine
+from ..model import ID_PATTERN, Task
+from . import schemas as s
+from .negotiation import RawJson
+from .problem import bad_id
+
+
+@dataclass
+class Ctx:
+    request: web.Request
+    engine: Engine
+    path: dict[str, str]
+    body: Any
+
+
+Handler = Callable[[Ctx], Awaitable[tuple[int, Any]]]
+
+
+def _task(t: Task) -> RawJson | dict[str, Any]:
+    if t.raw_json is not None:
+        return RawJson(t.raw_json, t.id)
+    return t.to_dict()
+
+
+def _tasks(ts: list[Any]) -> dict[str, Any]:
+    return {"tasks": [t.to_dict() for t in ts]}
+
+
+# Configuration
+
+async def put_mrd(c: Ctx) -> tuple[int, Any]:
+    b: s.MrdBody = c.body
+    m = await c.engine.put_mrd(c.path["mrdId"], max_requests=b.maxRequests, auto_join=b.autoJoin,
+                               wrap_up_enabled=b.wrapUp.enabled,
+                               wrap_up_timeout_ms=b.wrapUp.timeoutMs)
+    return 200, m.to_dict()
+
+
+async def get_mrd(c: Ctx) -> tuple[int, Any]:
+    return 200, (await c.engine.get_mrd(c.path["mrdId"])).to_dict()
+
+
+async def put_queue(c: Ctx) -> tuple[int, Any]:
+    b: s.QueueBody = c.body
+    q = await c.engine.put_queue(
+        c.path["queueId"], mrd_id=b.mrdId, agent_request_ttl_ms=b.agentRequestTtlMs,
+        agent_sla_ms=b.agentSlaMs, agent_selection_policy=b.agentSelectionPolicy,
+        service_level_threshold_ms=b.serviceLevelThresholdMs)
+    return 200, q.to_dict()
+
+
+async def get_queue(c: Ctx) -> tuple[int, Any]:
+    return 200, (await c.engine.get_queue(c.path["queueId"])).to_dict()
+
+
+async def put_agent(c: Ctx) -> tuple[int, Any]:
+    b: s.AgentBody = c.body
+    a = await c.engine.put_agent(c.path["agentId"], queues=b.queues, attributes=b.attributes,
+                                 max_requests=b.maxRequests)
+    return 200, a.to_dict()
+
+
+async def get_agent(c: Ctx) -> tuple[int, Any]:
+    return 200, (await c.engine.get_agent(c.path["agentId"])).to_dict()
+
+
+# Agents
+
+async def set_agent_state(c: Ctx) -> tuple[int, Any]:
+    b: s.AgentStateBody = c.body
+    a = await c.engine.set_agent_state(c.path["agentId"], b.state, mrd_id=b.mrdId,
+                                       reason_code=b.reasonCode)
+    return 200, a.to_dict()
+
+
+async def agent_tasks(c: Ctx) -> tuple[int, Any]:
+    return 200, _tasks(await c.engine.agent_tasks(c.path["agentId"]))
+
+
+# Tasks
+
+IDEMPOTENCY_KEY = "Idempotency-Key"
+
+
+async def push_task(c: Ctx) -> tuple[int, Any]:
+    b: s.PushBody = c.body
+    args = dict(priority=b.priority, agent_request_ttl_ms=b.agentRequestTtlMs,
+                request_session=b.requestSession, metadata=b.metadata)
+    key = c.request.headers.get(IDEMPOTENCY_KEY)
+    if key is None:
+        return 201, _task(await c.engine.push_task(b.conversationId, b.queueId, **args))
+    if not ID_PATTERN.fullmatch(key):
+        raise bad_id(f"header {IDEMPOTENCY_KEY}", key)
+    t, created = await c.engine.push_task_idempotent(key, b.conversationId, b.queueId, **args)
+    return (201 if created else 200), _task(t)
+
+
+async def pull_task(c: Ctx) -> tuple[int, Any]:
+    b: s.PullBody = c.body
+    t, created = await c.engine.pull_task(c.path["agentId"], b.conversationId, b.mrdId,
+                                          direction=b.direction,
+                                          request_session=b.requestSession, metadata=b.metadata)
+    return (201 if created else 200), _task(t)
+
+
+async def conference(c: Ctx) -> tuple[int, Any]:
+    b: s.ConferenceBody = c.body
+    t = await c.engine.conference(c.path["conversationId"], queue_id=b.queueId,
+                                  agent_id=b.agentId, mrd_id=b.mrdId, sla_ms=b.agentSlaMs,
+                                  priority=b.priority, request_session=b.requestSession,
+                                  metadata=b.metadata)
+    return 201, _task(t)
+
+
+async def transfer(c: Ctx) -> tuple[int, Any]:
+    b: s.TransferBody = c.body
+    t = await c.engine.transfer(c.path["conversationId"], b.fromAgentId, queue_id=b.queueId,
+                                agent_id=b.agentId, sla_ms=b.agentSlaMs, metadata=b.metadata)
+    return 201, _task(t)
+
+
+async def conversation_tasks(c: Ctx) -> tuple[int, Any]:
+    return 200, _tasks(await c.engine.conversation_tasks(c.path["conversationId"]))
+
+
+async def set_media_state(c: Ctx) -> tuple[int, Any]:
+    b: s.MediaStateBody = c.body
+    t = await c.engine.set_media_state(c.path["taskId"], c.path["mediaId"], b.state, b.agentId)
+    return 200, _task(t)
+
+
+async def set_task_state(c: Ctx) -> tuple[int, Any]:
+    b: s.TaskStateBody = c.body
+    reason = b.reasonCode.value if b.reasonCode is not None else None
+    return 200, _task(await c.engine.set_task_state(c.path["taskId"], b.name, reason))
+
+
+async def get_task(c: Ctx) -> tuple[int, Any]:
+    return 200, _task(await c.engine.get_task(c.path["taskId"]))

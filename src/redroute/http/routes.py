@@ -1,0 +1,108 @@
+"""The route table: each operation's method, path, operation id, summary,
+tag, schemas, success statuses and handler, in one list.
+
+app.py serves it; openapi.py documents it. Endpoints whose shape is not a
+request-response (SSE, health, metrics, the document itself) live in app.py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pydantic
+
+from ..model import ID_PATTERN
+from . import handlers as h
+from . import schemas as s
+from .handlers import IDEMPOTENCY_KEY, Handler
+
+
+@dataclass(frozen=True)
+class Operation:
+    method: str
+    path: str
+    op_id: str
+    summary: str
+    tag: str
+    fn: Handler
+    body: type[pydantic.BaseModel] | None = None
+    response: type[pydantic.BaseModel] | None = None
+    statuses: tuple[int, ...] = (200,)
+    errors: tuple[int, ...] = (404, 422)
+    headers: tuple[dict[str, Any], ...] = ()  # request headers it reads (OpenAPI parameters)
+
+
+def route(method: str, path: str, op_id: str, summary: str, tag: str, fn: Handler, *,
+          body: type[pydantic.BaseModel] | None = None,
+          response: type[pydantic.BaseModel] | None = None,
+          statuses: tuple[int, ...] = (200,),
+          errors: tuple[int, ...] = (404, 422),
+          headers: tuple[dict[str, Any], ...] = ()) -> Operation:
+    """An operation with the errors every request of its shape can meet."""
+    errs = set(errors) | {503}
+    if body is not None:
+        errs |= {400, 413, 415, 422}
+    if "{" in path:
+        errs |= {422}
+    return Operation(method, path, op_id, summary, tag, fn, body, response, statuses,
+                     tuple(sorted(errs)), headers)
+
+
+IDEMPOTENCY_PARAM = {
+    "name": IDEMPOTENCY_KEY, "in": "header", "required": False,
+    "description": "makes the request safe to retry: a repeat with the same key within the "
+                   "retention period creates nothing and answers 200 with the first request's "
+                   "task as it is now (422 if the key was used for another queue or conversation)",
+    "schema": {"type": "string", "pattern": ID_PATTERN.pattern, "maxLength": 128},
+}
+
+ROUTES: list[Operation] = [
+    # Configuration
+    route("PUT", "/v1/mrds/{mrdId}", "putMrd", "Create or replace an MRD", "config",
+          h.put_mrd, body=s.MrdBody, response=s.Mrd),
+    route("GET", "/v1/mrds/{mrdId}", "getMrd", "Read an MRD", "config",
+          h.get_mrd, response=s.Mrd),
+    route("PUT", "/v1/queues/{queueId}", "putQueue", "Create or replace a queue", "config",
+          h.put_queue, body=s.QueueBody, response=s.Queue, errors=(404, 409, 422)),
+    route("GET", "/v1/queues/{queueId}", "getQueue",
+          "Read a queue with its live statistics (waiting, oldestWaitMs, agents)", "config",
+          h.get_queue, response=s.Queue),
+    route("PUT", "/v1/agents/{agentId}", "putAgent", "Create or replace an agent", "config",
+          h.put_agent, body=s.AgentBody, response=s.Agent),
+    route("GET", "/v1/agents/{agentId}", "getAgent", "Read an agent with its MRD states",
+          "agents", h.get_agent, response=s.Agent),
+    # Agents
+    route("POST", "/v1/agents/{agentId}/state", "setAgentState",
+          "Set an agent's global state, or one MRD's state", "agents",
+          h.set_agent_state, body=s.AgentStateBody, response=s.Agent, errors=(404, 409, 422)),
+    route("GET", "/v1/agents/{agentId}/tasks", "listAgentTasks", "An agent's live tasks",
+          "tasks", h.agent_tasks, response=s.TaskList),
+    # Tasks
+    route("POST", "/v1/tasks", "pushTask", "PUSH mode: a routing request to a queue", "tasks",
+          h.push_task, body=s.PushBody, response=s.Task, statuses=(201, 200),
+          errors=(404, 422), headers=(IDEMPOTENCY_PARAM,)),
+    route("POST", "/v1/agents/{agentId}/tasks", "pullTask",
+          "PULL mode / OUTBOUND: a task for a known agent (201 new, 200 existing)", "tasks",
+          h.pull_task, body=s.PullBody, response=s.Task, statuses=(200, 201),
+          errors=(404, 409, 422)),
+    route("POST", "/v1/conversations/{conversationId}/conference", "conference",
+          "Conference a queue ({queueId}) or a named agent ({agentId}) in", "tasks",
+          h.conference, body=s.ConferenceBody, response=s.Task, statuses=(201,),
+          errors=(404, 409, 422)),
+    route("POST", "/v1/conversations/{conversationId}/transfer", "transfer",
+          "Transfer the conversation to a queue ({queueId}) or a named agent ({agentId})",
+          "tasks", h.transfer, body=s.TransferBody, response=s.Task, statuses=(201,),
+          errors=(404, 409, 422)),
+    route("GET", "/v1/conversations/{conversationId}/tasks", "listConversationTasks",
+          "A conversation's tasks, live and recently closed, oldest first", "tasks",
+          h.conversation_tasks, response=s.TaskList),
+    route("PUT", "/v1/tasks/{taskId}/media/{mediaId}/state", "setMediaState",
+          "Accept (ACTIVE) or close (CLOSED) one media of a task", "tasks",
+          h.set_media_state, body=s.MediaStateBody, response=s.Task, errors=(404, 409, 422)),
+    route("PUT", "/v1/tasks/{taskId}/state", "setTaskState",
+          "WRAP_UP or CLOSED a task (CLOSED/RONA on a reserved task declines it)", "tasks",
+          h.set_task_state, body=s.TaskStateBody, response=s.Task, errors=(404, 409, 422)),
+    route("GET", "/v1/tasks/{taskId}", "getTask", "Read a task", "tasks",
+          h.get_task, response=s.Task),
+]
