@@ -15,6 +15,10 @@
     rona  a RESERVED media not accepted: the RONA path (see task_reroute)
     wrap  a WRAP_UP timeout: TASK_STATE_CHANGED (CLOSED, WRAP_UP_EXPIRED),
           AGENT_STATE_CHANGED, the agent's next reservation
+    step  a waiting task reaches its next step (queue with steps), and
+    pref  a preferred-agent window ends: the task takes the step its age
+          reached (TASK_STATE_CHANGED, transition STEP_CHANGED) and is routed
+          at once (TASK_STATE_CHANGED, AGENT_RESERVED, AGENT_STATE_CHANGED)
 ]]
 --- @include "includes/lifecycle"
 return run(function()
@@ -40,6 +44,9 @@ return run(function()
         end
       elseif kind == 'wrap' and t.state == 'WRAP_UP' then
         task_end(t, 'WRAP_UP_EXPIRED')
+        fired = fired + 1
+      elseif (kind == 'step' and t.parked == true) or (kind == 'pref' and t.parked == 'p') then
+        task_restep(t)
         fired = fired + 1
       end
     end

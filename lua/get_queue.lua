@@ -10,7 +10,8 @@
 return run(function()
   local q = queue_get(A[1])
   if not q then fail('NOT_FOUND', 'queue ' .. A[1] .. ' does not exist') end
-  local waiting = redis.call('ZCARD', key('q', q.id, 'waiting'))
+  -- (:age holds every waiting task, those waiting for a preferred agent too)
+  local waiting = redis.call('ZCARD', key('q', q.id, 'age'))
   local oldest = redis.call('ZRANGE', key('q', q.id, 'age'), '0', '0', 'WITHSCORES')
   local oldest_ms = nil
   if oldest[2] then oldest_ms = now_ms() - tonumber(oldest[2]) end

@@ -14,11 +14,18 @@
     ARGV[10] idempotency key, or '': a request retried with the same key
              (its outcome unknown to the caller, say after a timeout) gets
              the task the first one created instead of a second task
+    ARGV[11] preferredAgentId, or '': until enqueueTime + ARGV[12] the task
+             is offered to that agent only, then routed as any other
+    ARGV[12] preferredAgentTimeoutMs, or '' (30000)
+  Rules:
+    Without ARGV[11], an INBOUND PUSH to a queue with routeToLastAgent
+    prefers the agent that last accepted a task of the conversation, for
+    the queue's routeToLastAgent timeoutMs.
   Output: the task as JSON (media QUEUED, or RESERVED when an agent was free);
           with an idempotency key {201, the new task as JSON}, or {200, the
           key's earlier task as JSON, as it is now} when the key was used in
           the last RETENTION ms for the same queue and conversation;
-          NOT_FOUND for an unknown queue; VALIDATION_ERROR for a key used
+          NOT_FOUND for an unknown queue or preferred agent; VALIDATION_ERROR for a key used
           for another request
   Keys: rr:{t}:idem:<key>  "<taskId>|<queueId>|<conversationId>", expires
                            RETENTION ms after the first request
@@ -43,9 +50,16 @@ return run(function()
   local q = queue_get(A[1])
   if not q then fail('NOT_FOUND', 'queue ' .. A[1] .. ' does not exist') end
   local ttl = tonumber(A[4]) or q.agentRequestTtlMs
+  local pref, pref_ms = nz(A[9] or ''), tonumber(A[10] or '') or 30000
+  if pref then
+    agent_must(pref)
+  elseif q.rtla and A[7] == 'INBOUND' then
+    pref, pref_ms = conversation_last_agent(A[2]), q.rtla
+  end
   local t = task_new({conversationId = A[2], direction = A[7], mode = 'QUEUE', queueId = q.id,
     mrdId = q.mrdId, priority = A[3], ttlDeadline = istr(now_ms() + ttl),
-    metadata = A[6], session = A[5], mediaState = 'QUEUED'})
+    metadata = A[6], session = A[5], mediaState = 'QUEUED',
+    pref = pref, prefUntil = pref and istr(now_ms() + pref_ms)})
   emit_task(t, true, {t.media[1].id})
   route_task(t)
   if idem ~= '' then

@@ -8,9 +8,14 @@
     ARGV[4]  queues, a JSON list of queue ids
     ARGV[5]  attributes, a JSON object
     ARGV[6]  maxRequests overrides, a JSON object {mrdId: 1..1000}
+  Rules:
+    The agent leaves the indexes of the queues it no longer lists; for each
+    queue with steps it lists, its attributes are evaluated against the
+    steps (its first step there and its skill score) and it is indexed
+    again; then it takes what it now may.
   Output: the agent as JSON
-  Events: AGENT_STATE_CHANGED, then any reservations its new queues or
-          capacity allow
+  Events: AGENT_STATE_CHANGED, then any reservations its new queues,
+          attributes or capacity allow
 ]]
 --- @include "includes/lifecycle"
 return run(function()
@@ -20,7 +25,7 @@ return run(function()
   if a then
     for _, qid in ipairs(a.queues) do
       redis.call('SREM', key('q', qid, 'members'), id)
-      redis.call('ZREM', key('q', qid, 'avail'), id)
+      agent_leave_queue(a, qid)
     end
   else
     redis.call('HSET', k, 'st', 'LOGOUT', 'rc', '', 't', istr(now_ms()))
@@ -29,7 +34,11 @@ return run(function()
   redis.call('HSET', k, 'queues', A[2], 'attrs', A[3], 'max', A[4])
   agent_forget(id)
   a = agent_get(id)
-  for _, qid in ipairs(a.queues) do redis.call('SADD', key('q', qid, 'members'), id) end
+  for _, qid in ipairs(a.queues) do
+    redis.call('SADD', key('q', qid, 'members'), id)
+    local q = queue_get(qid)
+    if q and q.nsteps then agent_evaluate(a, q) end
+  end
   for _, mrd in ipairs(mrd_ids()) do
     mrd_hold_over(a, mrd)
     mrd_commit(a, mrd)

@@ -7,11 +7,25 @@
     ARGV[4]  mrdId (must exist)
     ARGV[5]  agentRequestTtlMs
     ARGV[6]  agentSlaMs (the RONA timeout)
-    ARGV[7]  agentSelectionPolicy (LONGEST_AVAILABLE or LEAST_ACTIVE)
+    ARGV[7]  agentSelectionPolicy (LONGEST_AVAILABLE, LEAST_ACTIVE,
+             LEAST_LOADED, MOST_SKILLED or LEAST_SKILLED)
     ARGV[8]  serviceLevelThresholdMs
+    ARGV[9]  steps as the API shows them (JSON list), or '' for none
+    ARGV[10] each step's start from enqueueTime, JSON list [0, t1, t1+t2, …]
+    ARGV[11] each step's compiled expression, JSON list (checked in Python)
+    ARGV[12] the attribute names the steps use, JSON list
+    ARGV[13] routeToLastAgent timeoutMs, or '' for none
+  Rules:
+    A change of MRD, policy or steps rebuilds the queue's availability
+    indexes: every member is evaluated against the steps (its first step
+    and skill score) and indexed again. A change of steps also gives every
+    waiting task the step its age has reached in the new steps. Then the
+    MRD's available agents take what they now may.
   Output: the queue as JSON; NOT_FOUND for an unknown MRD; INVALID_TRANSITION
           when the MRD would change while tasks wait in the queue
-  Events: reservations of waiting tasks to member agents the change makes
+  Events: TASK_STATE_CHANGED (transition STEP_CHANGED) for each waiting task
+          whose routing (step, steps, nextStepAt) the new steps change; then
+          reservations of waiting tasks to member agents the change makes
           eligible (TASK_STATE_CHANGED, AGENT_RESERVED, AGENT_STATE_CHANGED)
 ]]
 --- @include "includes/lifecycle"
@@ -19,20 +33,57 @@ return run(function()
   local id, mrd = A[1], A[2]
   if not mrd_get(mrd) then fail('NOT_FOUND', 'mrd ' .. mrd .. ' does not exist') end
   local old = queue_get(id)
-  if old and old.mrdId ~= mrd and redis.call('ZCARD', key('q', id, 'waiting')) > 0 then
+  if old and old.mrdId ~= mrd and redis.call('ZCARD', key('q', id, 'age')) > 0 then
     fail('INVALID_TRANSITION', 'queue ' .. id .. ' has waiting tasks; its mrdId cannot change')
   end
-  redis.call('HSET', key('queue', id), 'mrdId', mrd, 'agentRequestTtlMs', A[3], 'agentSlaMs', A[4],
+  local qk = key('queue', id)
+  local old_steps = (old and redis.call('HGET', qk, 'steps')) or ''
+  redis.call('HSET', qk, 'mrdId', mrd, 'agentRequestTtlMs', A[3], 'agentSlaMs', A[4],
     'agentSelectionPolicy', A[5], 'serviceLevelThresholdMs', A[6])
+  if A[7] ~= '' then
+    redis.call('HSET', qk, 'steps', A[7], 'stepAt', A[8], 'stepCode', A[9], 'skillNames', A[10])
+  else
+    redis.call('HDEL', qk, 'steps', 'stepAt', 'stepCode', 'skillNames')
+  end
+  if A[11] ~= '' then redis.call('HSET', qk, 'rtla', A[11]) else redis.call('HDEL', qk, 'rtla') end
   redis.call('SADD', key('queues'), id)
   QUEUE_CACHE[id] = nil
   local q = queue_get(id)
-  if not old or old.mrdId ~= q.mrdId or old.agentSelectionPolicy ~= q.agentSelectionPolicy then
-    -- The availability index is scored by policy and filtered by MRD: rebuild it.
-    redis.call('DEL', key('q', id, 'avail'))
-    for _, aid in ipairs(redis.call('SMEMBERS', key('q', id, 'members'))) do
+  local steps_changed = old_steps ~= A[7]
+  if not old or old.mrdId ~= q.mrdId or old.agentSelectionPolicy ~= q.agentSelectionPolicy
+      or steps_changed then
+    -- The availability indexes are scored by policy, filtered by MRD and
+    -- split by first step: rebuild them.
+    local gone = {key('q', id, 'avail')}
+    for k = 1, 10 do gone[#gone + 1] = key('q', id, 'avail:' .. k) end
+    redis.call('DEL', unpack(gone))
+    local members = redis.call('SMEMBERS', key('q', id, 'members'))
+    table.sort(members)
+    for _, aid in ipairs(members) do
       local a = agent_get(aid)
-      if a then agent_reindex(a, mrd) end
+      if a then
+        if q.nsteps then agent_evaluate(a, q) else agent_leave_queue(a, id) end
+        agent_reindex(a, mrd)
+      end
+    end
+    if steps_changed then
+      for _, tid in ipairs(redis.call('ZRANGE', key('q', id, 'age'), '0', '-1')) do
+        local t = task_get(tid)
+        local before = task_routing_json(t)
+        local k, nxt, n = nil, nil, nil
+        if q.nsteps then
+          k, nxt = step_by_age(q, t.enqueueTime, now_ms())
+          n = q.nsteps
+        end
+        if t.parked == 'p' then nxt = nil end
+        if istr(k or '') ~= (t.step or '') or istr(n or '') ~= (t.steps or '')
+            or istr(nxt or '') ~= (t.nextStepAt or '') then
+          unqueue(t)
+          task_step(t, q)
+          enqueue(t)
+          if task_routing_json(t) ~= before then emit_task(t, false, {}, 'STEP_CHANGED') end
+        end
+      end
     end
     route_available(mrd)
   end

@@ -1,4 +1,4 @@
---- @include "config"
+--- @include "skills"
 --[[
   agent: agents, their per-MRD states and the availability indexes.
 
@@ -11,12 +11,18 @@
                            state it last showed, m|t when that changed, m|la last time it was made ready or
                            given a task (the LONGEST_AVAILABLE order),
                            m|ov how many it holds over maxRequests because
-                           the limit was lowered under it ('' when none)
+                           the limit was lowered under it ('' when none);
+                           per queue with steps: fs|<queue> its first step
+                           there ('0': none matches), sk|<queue> its skill
+                           score; pf the count of preferred-only tasks
+                           waiting for it (routing.lua)
   rr:{t}:agent:<id>:tasks  set of the agent's live task ids
   rr:{t}:agents            set of agent ids
   rr:{t}:q:<id>:members    set of agents that list the queue
   rr:{t}:q:<id>:avail      sorted set of the queue's agents that can take a
                            task of its MRD now, best first (see agent_score)
+  rr:{t}:q:<id>:avail:<k>  the same for a queue with steps, per step k:
+                           the available agents whose first step is k
 
   An MRD shows READY with no tasks, ACTIVE below maxRequests and BUSY at it
   while its base state is READY; other base states show as they are.
@@ -118,10 +124,37 @@ local function agent_available(a, mrd)
   return a.f.st ~= 'LOGOUT' and mrd_base(a, mrd) == 'READY' and mrd_count(a, mrd) < agent_max(a, mrd)
 end
 
-local function agent_score(a, mrd, policy)
+-- Scores pack a level and the LONGEST_AVAILABLE time into one number below
+-- 2^53 (a sorted set's score is a double): la, in ms, stays below 2^41 until
+-- 2039, leaving 4096 levels. LEAST_LOADED's level is the load in 4096ths
+-- (exact between any two maxRequests up to 64); a skill score is counted
+-- from 0 to 4095.
+local LA_SPAN = 2199023255552  -- 2^41
+local LEVELS = 4095
+
+local function agent_score(a, mrd, q)
   local la = tonumber(a.f[mrd .. '|la'] or '0')
+  local policy = q.agentSelectionPolicy
+  if policy == 'LONGEST_AVAILABLE' then return la end
   if policy == 'LEAST_ACTIVE' then return mrd_count(a, mrd) * 1e13 + la end
-  return la
+  local level
+  if policy == 'LEAST_LOADED' then
+    level = math.min(LEVELS, math.floor(mrd_count(a, mrd) * 4096 / agent_max(a, mrd)))
+  else
+    level = math.max(0, math.min(LEVELS, math.floor(tonumber(a.f['sk|' .. q.id] or '0'))))
+    if policy == 'MOST_SKILLED' then level = LEVELS - level end
+  end
+  return level * LA_SPAN + la
+end
+
+-- The availability index the agent belongs in for queue q: the queue's, or
+-- for a queue with steps that of the agent's first step (none when no step
+-- matches it).
+local function agent_index(a, q)
+  if not q.nsteps then return key('q', q.id, 'avail') end
+  local fs = a.f['fs|' .. q.id]
+  if fs == nil or fs == '0' then return nil end
+  return key('q', q.id, 'avail:' .. fs)
 end
 
 -- Puts the agent in, or takes it out of, the availability index of each of
@@ -131,12 +164,58 @@ local function agent_reindex(a, mrd)
   for _, qid in ipairs(a.queues) do
     local q = queue_get(qid)
     if q and q.mrdId == mrd then
-      if avail then
-        redis.call('ZADD', key('q', qid, 'avail'), istr(agent_score(a, mrd, q.agentSelectionPolicy)), a.id)
-      else
-        redis.call('ZREM', key('q', qid, 'avail'), a.id)
+      local k = agent_index(a, q)
+      if k then
+        if avail then
+          redis.call('ZADD', k, istr(agent_score(a, mrd, q)), a.id)
+        else
+          redis.call('ZREM', k, a.id)
+        end
       end
     end
+  end
+end
+
+-- The agent's attributes, decoded once per script.
+local function agent_attrs(a)
+  if a.attrs == nil then a.attrs = cjson.decode(a.f.attrs or '{}') end
+  return a.attrs
+end
+
+-- Evaluates queue q's steps for member a (put_agent, put_queue): its first
+-- step (fs|<q>) and skill score (sk|<q>). Takes it out of the index of a
+-- first step it no longer has; the caller reindexes.
+local function agent_evaluate(a, q)
+  local code, attrs, fs = queue_code(q), agent_attrs(a), 0
+  for k, c in ipairs(code) do
+    if expr_eval(c, attrs) then
+      fs = k
+      break
+    end
+  end
+  local score = 0
+  for _, name in ipairs(q.skillNames) do
+    local v = attrs[name]
+    if v == true then score = score + 1 elseif type(v) == 'number' then score = score + v end
+  end
+  local old = a.f['fs|' .. q.id]
+  if old and old ~= '0' and tonumber(old) ~= fs then
+    redis.call('ZREM', key('q', q.id, 'avail:' .. old), a.id)
+  end
+  agent_set(a, 'fs|' .. q.id, fs)
+  agent_set(a, 'sk|' .. q.id, score)
+end
+
+-- Takes the agent out of queue qid's indexes and forgets its evaluation
+-- there (it left the queue, or the queue's steps are being rebuilt).
+local function agent_leave_queue(a, qid)
+  redis.call('ZREM', key('q', qid, 'avail'), a.id)
+  local fs = a.f['fs|' .. qid]
+  if fs then
+    if fs ~= '0' then redis.call('ZREM', key('q', qid, 'avail:' .. fs), a.id) end
+    a.f['fs|' .. qid], a.f['sk|' .. qid] = nil, nil
+    a.dirty['fs|' .. qid], a.dirty['sk|' .. qid] = nil, nil
+    redis.call('HDEL', key('agent', a.id), 'fs|' .. qid, 'sk|' .. qid)
   end
 end
 

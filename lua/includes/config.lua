@@ -5,7 +5,9 @@
   rr:{t}:mrd:<id>    hash maxRequests, autoJoin, wrapUp, wrapUpTimeoutMs
   rr:{t}:mrds        set of MRD ids
   rr:{t}:queue:<id>  hash mrdId, agentRequestTtlMs, agentSlaMs,
-                     agentSelectionPolicy, serviceLevelThresholdMs
+                     agentSelectionPolicy, serviceLevelThresholdMs; and
+                     when set: rtla (routeToLastAgent timeoutMs), steps,
+                     stepAt, stepCode, skillNames (see skills.lua)
   rr:{t}:queues      set of queue ids
 ]]
 local MRD_CACHE = {}
@@ -39,21 +41,32 @@ local function queue_get(id)
   local q = QUEUE_CACHE[id]
   if q == nil then
     local h = redis.call('HMGET', key('queue', id), 'mrdId', 'agentRequestTtlMs', 'agentSlaMs',
-      'agentSelectionPolicy', 'serviceLevelThresholdMs')
+      'agentSelectionPolicy', 'serviceLevelThresholdMs', 'stepAt', 'rtla')
     if not h[1] then
       q = false
     else
       q = {id = id, mrdId = h[1], agentRequestTtlMs = tonumber(h[2]), agentSlaMs = tonumber(h[3]),
-           agentSelectionPolicy = h[4], serviceLevelThresholdMs = tonumber(h[5])}
+           agentSelectionPolicy = h[4], serviceLevelThresholdMs = tonumber(h[5]),
+           rtla = tonumber(h[7])}
+      -- A queue with steps: nsteps and each step's start (skills.lua);
+      -- a queue without has neither, and routes as in v1.
+      if h[6] then
+        q.stepAt = cjson.decode(h[6])
+        q.nsteps = #q.stepAt
+      end
     end
     QUEUE_CACHE[id] = q
   end
   return q or nil
 end
 
+-- The v2 fields appear only on a queue that sets them.
 local function queue_json(q, extra)
+  local v2 = ''
+  if q.nsteps then v2 = ',"steps":' .. redis.call('HGET', key('queue', q.id), 'steps') end
+  if q.rtla then v2 = v2 .. ',"routeToLastAgent":{"timeoutMs":' .. jint(q.rtla) .. '}' end
   return '{"id":' .. jid(q.id) .. ',"mrdId":' .. jid(q.mrdId) ..
     ',"agentRequestTtlMs":' .. jint(q.agentRequestTtlMs) .. ',"agentSlaMs":' .. jint(q.agentSlaMs) ..
     ',"agentSelectionPolicy":' .. jid(q.agentSelectionPolicy) ..
-    ',"serviceLevelThresholdMs":' .. jint(q.serviceLevelThresholdMs) .. (extra or '') .. '}'
+    ',"serviceLevelThresholdMs":' .. jint(q.serviceLevelThresholdMs) .. v2 .. (extra or '') .. '}'
 end

@@ -65,10 +65,13 @@ local function task_reroute(t, reason)
   if t.direction == 'DIRECT_TRANSFER' or t.mode == 'AGENT' or now_ms() >= tonumber(t.ttlDeadline) then
     emit_no_agent(t)
   else
+    -- The request keeps its preferred agent, unless that agent is the one
+    -- that let it go: then its window ends here.
     local nt = task_new({requestId = t.requestId, conversationId = t.conversationId,
       direction = t.direction, mode = t.mode, queueId = t.queueId, mrdId = t.mrdId,
       priority = t.priority, enqueueTime = t.enqueueTime, ttlDeadline = t.ttlDeadline,
-      metadata = t.metadata, session = session, mediaState = 'QUEUED'})
+      metadata = t.metadata, session = session, mediaState = 'QUEUED',
+      pref = t.pref, prefUntil = t.prefUntil, prefOff = t.prefOff or (t.pref and t.pref == t.assignedTo)})
     emit_task(nt, true, {nt.media[1].id})
     route_task(nt)
   end

@@ -5,11 +5,22 @@
 
   rr:{t}:q:<id>:waiting  sorted set of QUEUED tasks, best first (wait_score;
                          members from wait_member)
-  rr:{t}:q:<id>:age      sorted set of the same ids by enqueueTime (queue stats)
+  rr:{t}:q:<id>:age      sorted set of the same ids by enqueueTime (queue
+                         stats), preferred-only tasks included
+  rr:{t}:q:<id>:waiting:<k>  a queue with steps: the waiting tasks at step
+                         k (each also in :waiting, the whole queue's order)
+  rr:{t}:q:<id>:pref     tasks waiting for their preferred agent only
+                         (preferredAgentId, until preferredUntil); not in
+                         :waiting
+  rr:{t}:agent:<id>:pref the same tasks, by the agent they wait for
 
-  Both directions are O(log n): a new task takes the head of its queue's
-  availability index; an agent with capacity takes the best head among the
-  waiting sets of its queues for that MRD, again while it has capacity.
+  Both directions are O(log n) per step: a new task takes the best head of
+  its queue's availability indexes for steps 1..k (its step); an agent
+  with capacity takes its preferred-only tasks first, then the best head
+  among the waiting sets of its queues for that MRD (for a queue with
+  steps, those of steps >= its first step), again while it has capacity.
+  Deadlines: step|<task> when a waiting task reaches its next step,
+  pref|<task> when its preferred-agent window ends (fire_due).
 ]]
 -- Higher priority first, then the earlier enqueue time. Priorities are 0..100.
 local function wait_score(t)
@@ -40,17 +51,74 @@ local function emit_no_agent(t)
   emit('NO_AGENT_AVAILABLE', '{"task":' .. task_json(t) .. '}')
 end
 
+-- The preferred agent's count of tasks waiting for it only (pf): lets
+-- route_agent skip the lookup for the many agents that have none.
+local function pref_count_add(aid, delta)
+  local a = agent_get(aid)
+  if a then agent_set(a, 'pf', tonumber(a.f.pf or '0') + delta) end
+end
+
 local function unqueue(t)
+  local member = wait_member(t)
+  if t.parked == 'p' then
+    redis.call('ZREM', key('q', t.queueId, 'pref'), member)
+    redis.call('ZREM', key('agent', t.pref, 'pref'), member)
+    pref_count_add(t.pref, -1)
+    timer_del('pref|' .. t.id)
+  else
+    redis.call('ZREM', key('q', t.queueId, 'waiting'), member)
+    if t.step then
+      redis.call('ZREM', key('q', t.queueId, 'waiting:' .. t.step), member)
+      if t.nextStepAt then
+        timer_del('step|' .. t.id)
+        t.nextStepAt = nil
+      end
+    end
+  end
   t.parked = nil
-  redis.call('ZREM', key('q', t.queueId, 'waiting'), wait_member(t))
   redis.call('ZREM', key('q', t.queueId, 'age'), t.id)
   timer_del('ttl|' .. t.id)
 end
 
--- Parks a QUEUED task in its queue until an agent frees up or its TTL passes.
+-- Whether t waits for its preferred agent only now.
+local function pref_window_open(t)
+  return t.pref and not t.prefOff and now_ms() < tonumber(t.prefUntil)
+end
+
+-- Sets t's step from its age (a queue with steps), and its next step's
+-- deadline while it waits. Returns whether the step changed.
+local function task_step(t, q)
+  if not (q and q.nsteps) then
+    t.step, t.steps, t.nextStepAt = nil, nil, nil
+    return false
+  end
+  local k, nxt = step_by_age(q, t.enqueueTime, now_ms())
+  local was = t.step
+  t.step, t.steps = istr(k), istr(q.nsteps)
+  t.nextStepAt = nxt and istr(nxt) or nil
+  return was ~= t.step
+end
+
+-- Parks a QUEUED task in its queue until an agent frees up or its TTL
+-- passes: in the preferred agent's set while its window is open, else in
+-- the waiting sets of the queue (and of its step).
 local function enqueue(t)
-  t.parked = true
-  redis.call('ZADD', key('q', t.queueId, 'waiting'), istr(wait_score(t)), wait_member(t))
+  local member, score = wait_member(t), istr(wait_score(t))
+  if pref_window_open(t) then
+    -- Its step counts again when the window ends (no step deadline meanwhile).
+    t.parked, t.nextStepAt = 'p', nil
+    redis.call('ZADD', key('q', t.queueId, 'pref'), score, member)
+    redis.call('ZADD', key('agent', t.pref, 'pref'), score, member)
+    pref_count_add(t.pref, 1)
+    timer_add('pref|' .. t.id, tonumber(t.prefUntil))
+  else
+    t.parked = true
+    redis.call('ZADD', key('q', t.queueId, 'waiting'), score, member)
+    if t.step then
+      redis.call('ZADD', key('q', t.queueId, 'waiting:' .. t.step), score, member)
+      if t.nextStepAt then timer_add('step|' .. t.id, tonumber(t.nextStepAt)) end
+    end
+  end
   redis.call('ZADD', key('q', t.queueId, 'age'), istr(t.enqueueTime), t.id)
   timer_add('ttl|' .. t.id, t.ttlDeadline)
   task_save(t)
@@ -89,26 +157,91 @@ local function conversation_agents(cid, mrd)
   return out, n
 end
 
+-- The agent that last accepted a task of conversation cid (newest task
+-- first), if it still exists: routeToLastAgent's preferred agent.
+local function conversation_last_agent(cid)
+  local ids = conversation_ids(cid)
+  for i = #ids, 1, -1 do
+    local t = task_get(ids[i])
+    if t and t.assignedTo then
+      for _, m in ipairs(t.media) do
+        if m.answerTime and agent_get(t.assignedTo) then return t.assignedTo end
+      end
+    end
+  end
+  return nil
+end
+
 -- The best available agent of t's queue, passing over the one t excludes
--- and those already in t's conversation.
+-- and those already in t's conversation: the head of the queue's index, or
+-- for a queue with steps the best head of the indexes of steps 1..t.step
+-- (equal scores: the smaller agent id, as within one index).
 local function find_agent(t)
   local skip, n = conversation_agents(t.conversationId, t.mrdId)
   if t.exclude and not skip[t.exclude] then
     skip[t.exclude] = true
     n = n + 1
   end
-  local ids = redis.call('ZRANGE', key('q', t.queueId, 'avail'), '0', istr(n))
-  for _, id in ipairs(ids) do
-    if not skip[id] then return agent_get(id) end
+  if not t.step then
+    local ids = redis.call('ZRANGE', key('q', t.queueId, 'avail'), '0', istr(n))
+    for _, id in ipairs(ids) do
+      if not skip[id] then return agent_get(id) end
+    end
+    return nil
   end
-  return nil
+  local best, best_score
+  for k = 1, tonumber(t.step) do
+    local page = redis.call('ZRANGE', key('q', t.queueId, 'avail:' .. k), '0', istr(n), 'WITHSCORES')
+    for i = 1, #page, 2 do
+      local id = page[i]
+      if not skip[id] then
+        local score = tonumber(page[i + 1])
+        if not best_score or score < best_score or (score == best_score and id < best) then
+          best, best_score = id, score
+        end
+        break
+      end
+    end
+  end
+  return best and agent_get(best)
 end
 
--- Routes a new QUEUED task: reserved at once when an agent is free, else parked.
+-- Routes a QUEUED task (new, re-queued, or out of its preferred window):
+-- at its step by age; to its preferred agent only while the window is
+-- open; reserved at once when an agent is free, else parked.
 local function route_task(t)
+  local q = queue_get(t.queueId)
+  task_step(t, q)
+  if t.pref then
+    if pref_window_open(t) then
+      local a = agent_get(t.pref)
+      if a and agent_available(a, t.mrdId) and not conversation_agents(t.conversationId, t.mrdId)[a.id] then
+        reserve(t, t.media[1], a)
+      else
+        enqueue(t)
+      end
+      return
+    end
+  end
   local a = find_agent(t)
   if a then
     reserve(t, t.media[1], a)
+  else
+    enqueue(t)
+  end
+end
+
+-- A waiting task's deadline came (its next step, or the end of its
+-- preferred-agent window): it takes the step its age has reached in its
+-- queue's waiting sets and is routed again at once (transition STEP_CHANGED).
+local function task_restep(t)
+  unqueue(t)
+  task_step(t, queue_get(t.queueId))
+  task_save(t)
+  emit_task(t, false, {}, 'STEP_CHANGED')
+  local a = find_agent(t)
+  if a then
+    reserve(t, media_pending(t, 'QUEUED'), a)
   else
     enqueue(t)
   end
@@ -121,33 +254,55 @@ local function may_offer(t, a)
   return not conversation_agents(t.conversationId, t.mrdId)[a.id]
 end
 
+-- The better of (best, best_score) and the first task of sorted set k
+-- that agent a may be offered. Pages past tasks it may not take: only tasks
+-- of conversations it holds and transfers it made, so a few at most.
+local function best_waiting(k, a, best, best_score)
+  local from = 0
+  while true do
+    local page = redis.call('ZRANGE', k, istr(from), istr(from + 4), 'WITHSCORES')
+    for i = 1, #page, 2 do
+      local score = tonumber(page[i + 1])
+      if best_score and score >= best_score then return best, best_score end
+      local t = task_get(member_task_id(page[i]))
+      if may_offer(t, a) then return t, score end
+    end
+    if #page < 10 then return best, best_score end
+    from = from + 5
+  end
+end
+
 -- Gives agent a the best waiting tasks of its queues for MRD mrd while it
--- has capacity there.
+-- has capacity there: first those that wait for it as their preferred
+-- agent (only it may take them, and only for a while), then the best of its
+-- queues' (of a queue with steps, the waiting sets of steps >= its first
+-- step there).
 local function route_agent(a, mrd)
   while agent_available(a, mrd) do
     local best, best_score
-    for _, qid in ipairs(a.queues) do
-      local q = queue_get(qid)
-      if q and q.mrdId == mrd then
-        -- Page past tasks it may not take: only tasks of conversations it
-        -- holds and transfers it made, so a few at most.
-        local from, found = 0, false
-        while not found do
-          local page = redis.call('ZRANGE', key('q', qid, 'waiting'), istr(from), istr(from + 4), 'WITHSCORES')
-          for i = 1, #page, 2 do
-            local score = tonumber(page[i + 1])
-            if best_score and score >= best_score then
-              found = true
-              break
+    if tonumber(a.f.pf or '0') > 0 then
+      for _, tid in ipairs(redis.call('ZRANGE', key('agent', a.id, 'pref'), '0', '-1')) do
+        local t = task_get(member_task_id(tid))
+        if t.mrdId == mrd and may_offer(t, a) then
+          best = t
+          break
+        end
+      end
+    end
+    if not best then
+      for _, qid in ipairs(a.queues) do
+        local q = queue_get(qid)
+        if q and q.mrdId == mrd then
+          if q.nsteps then
+            local fs = tonumber(a.f['fs|' .. qid] or '0')
+            if fs > 0 then
+              for k = fs, q.nsteps do
+                best, best_score = best_waiting(key('q', qid, 'waiting:' .. k), a, best, best_score)
+              end
             end
-            local t = task_get(member_task_id(page[i]))
-            if may_offer(t, a) then
-              best, best_score, found = t, score, true
-              break
-            end
+          else
+            best, best_score = best_waiting(key('q', qid, 'waiting'), a, best, best_score)
           end
-          if #page < 10 then break end
-          from = from + 5
         end
       end
     end
@@ -165,9 +320,12 @@ local function route_available(mrd)
   for _, qid in ipairs(qids) do
     local q = queue_get(qid)
     if q and q.mrdId == mrd then
-      for _, aid in ipairs(redis.call('ZRANGE', key('q', qid, 'avail'), '0', '-1')) do
-        if redis.call('ZCARD', key('q', qid, 'waiting')) == 0 then break end
-        route_agent(agent_get(aid), mrd)
+      for k = 1, q.nsteps or 1 do
+        local idx = q.nsteps and key('q', qid, 'avail:' .. k) or key('q', qid, 'avail')
+        for _, aid in ipairs(redis.call('ZRANGE', idx, '0', '-1')) do
+          if redis.call('ZCARD', key('q', qid, 'waiting')) == 0 then break end
+          route_agent(agent_get(aid), mrd)
+        end
       end
     end
   end

@@ -10,9 +10,12 @@
 
   Internal form: the API fields, with null fields left out, opaque client JSON
   kept as strings (metadata, media[i].session), the integer fields (priority,
-  times, deadlines) as their decimal strings, and two routing fields:
-  exclude (an agent the task must not be offered to) and slaMs (the RONA
-  timeout of a task with no queue).
+  times, deadlines) as their decimal strings, and routing fields: exclude
+  (an agent the task must not be offered to), slaMs (the RONA timeout of a
+  task with no queue), parked (true while in its queue's waiting sets, 'p'
+  while waiting for its preferred agent only), and the API's routing
+  object: step, steps, nextStepAt (a queue with steps), pref and prefUntil
+  (preferredAgentId, preferredUntil; prefOff once the window ended early).
 ]]
 -- Tasks are decoded once per script; every reader shares the table.
 local TASKS = {}
@@ -57,6 +60,15 @@ local function task_must(id)
   return t
 end
 
+local NO_ROUTING = '{"step":null,"steps":null,"nextStepAt":null,"preferredAgentId":null,"preferredUntil":null}'
+
+local function task_routing_json(t)
+  if not (t.steps or t.pref) then return NO_ROUTING end
+  return '{"step":' .. jint(t.step) .. ',"steps":' .. jint(t.steps) .. ',"nextStepAt":' ..
+    jint(t.nextStepAt) .. ',"preferredAgentId":' .. jid(t.pref) .. ',"preferredUntil":' ..
+    jint(t.prefUntil) .. '}'
+end
+
 -- The API JSON of each task, built once per state: the events of a step and
 -- the script's reply share it. Every change to a task is saved (task_save)
 -- before its JSON is read again, and saving drops the cached copy.
@@ -82,7 +94,7 @@ local function task_json(t)
     ',"activeMedia":' .. jlist(ms) ..
     ',"enqueueTime":' .. jint(t.enqueueTime) .. ',"ttlDeadline":' .. jint(t.ttlDeadline) ..
     ',"createdAt":' .. jint(t.createdAt) .. ',"updatedAt":' .. jint(t.updatedAt) ..
-    ',"metadata":' .. (t.metadata or '{}') .. '}'
+    ',"metadata":' .. (t.metadata or '{}') .. ',"routing":' .. task_routing_json(t) .. '}'
   TASK_JSON[t] = j
   return j
 end
@@ -120,6 +132,7 @@ local function task_new(f)
     state = 'ACTIVE', direction = f.direction, mode = f.mode, queueId = f.queueId, mrdId = f.mrdId,
     priority = f.priority or '1', enqueueTime = f.enqueueTime or now, ttlDeadline = f.ttlDeadline,
     createdAt = now, updatedAt = now, metadata = f.metadata, exclude = f.exclude, slaMs = f.slaMs,
+    pref = f.pref, prefUntil = f.prefUntil, prefOff = f.prefOff,
     media = {{id = 'm-' .. n, mrdId = f.mrdId, state = f.mediaState, queueId = f.queueId,
       enqueueTime = f.enqueueTime or now, session = f.session}}}
   TASKS[t.id] = t
@@ -156,9 +169,11 @@ local function media_open_count(t)
   return n
 end
 
-local function emit_task(t, task_changed, media_ids)
+-- transition: what happened, when the caller names it (STEP_CHANGED).
+local function emit_task(t, task_changed, media_ids, transition)
   emit('TASK_STATE_CHANGED', '{"task":' .. task_json(t) .. ',"taskStateChanged":' ..
-    jbool(task_changed) .. ',"mediaStateChanges":' .. jids(media_ids or {}) .. '}')
+    jbool(task_changed) .. ',"mediaStateChanges":' .. jids(media_ids or {}) ..
+    (transition and (',"transition":"' .. transition .. '"') or '') .. '}')
 end
 
 -- Lets a conversation's index expire once none of its tasks is live.

@@ -13,6 +13,7 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import validation as v
+from .expressions import compile_steps
 from .errors import RedisUnavailable, from_reply
 from .events.model import Event, decode_entries
 from .keys import TENANTS, TenantKeys
@@ -24,7 +25,9 @@ from .model import (
     Mrd,
     Queue,
     ReasonCode,
+    RoutingExplanation,
     SelectionPolicy,
+    Step,
     Task,
     TaskStateName,
 )
@@ -49,6 +52,10 @@ def default_runner() -> ScriptRunner:
     if _RUNNER is None:
         _RUNNER = ScriptRunner()
     return _RUNNER
+
+
+def _compact(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 class Engine:
@@ -128,16 +135,28 @@ class Engine:
         agent_sla_ms: int = 30_000,
         agent_selection_policy: SelectionPolicy | str = SelectionPolicy.LONGEST_AVAILABLE,
         service_level_threshold_ms: int = 20_000,
+        steps: list[Step] | list[dict[str, Any]] | None = None,
+        route_to_last_agent_ms: int | None = None,
     ) -> Queue:
+        """steps: up to 10 (expression, timeoutMs on every step but the
+        last); route_to_last_agent_ms: routeToLastAgent's timeoutMs."""
         v.check_id("queueId", queue_id)
         v.check_id("mrdId", mrd_id)
         v.check_int("agentRequestTtlMs", agent_request_ttl_ms, 1, 7 * DAY_MS)
         v.check_int("agentSlaMs", agent_sla_ms, 1, DAY_MS)
         v.check_int("serviceLevelThresholdMs", service_level_threshold_ms, 0, 7 * DAY_MS)
         policy = v.check_enum("agentSelectionPolicy", SelectionPolicy, agent_selection_policy)
+        step_args: list[Any] = ["", "", "", ""]
+        if steps is not None:
+            checked, code, offsets, names = compile_steps(steps, 7 * DAY_MS)
+            step_args = [_compact([s.to_dict() for s in checked]), _compact(offsets), code,
+                         _compact(names)]
+        if route_to_last_agent_ms is not None:
+            v.check_int("routeToLastAgent.timeoutMs", route_to_last_agent_ms, 1, DAY_MS)
         await self._register_tenant()
         raw = await self.call("put_queue", queue_id, mrd_id, agent_request_ttl_ms, agent_sla_ms,
-                              policy.value, service_level_threshold_ms)
+                              policy.value, service_level_threshold_ms, *step_args,
+                              "" if route_to_last_agent_ms is None else route_to_last_agent_ms)
         return Queue.from_dict(json.loads(raw))
 
     async def get_queue(self, queue_id: str) -> Queue:
@@ -189,15 +208,20 @@ class Engine:
         self, conversation_id: str, queue_id: str, *, priority: int = 1,
         agent_request_ttl_ms: int | None = None, request_session: dict[str, Any] | None = None,
         metadata: dict[str, Any] | None = None, direction: Direction | str = Direction.INBOUND,
+        preferred_agent_id: str | None = None, preferred_agent_timeout_ms: int | None = None,
     ) -> Task:
+        """preferred_agent_id: offered to that agent only until enqueueTime +
+        preferred_agent_timeout_ms (default 30000), then routed as any other."""
         raw = await self._push(None, conversation_id, queue_id, priority, agent_request_ttl_ms,
-                               request_session, metadata, direction)
+                               request_session, metadata, direction, preferred_agent_id,
+                               preferred_agent_timeout_ms)
         return Task.from_json(raw)
 
     async def push_task_idempotent(
         self, idempotency_key: str, conversation_id: str, queue_id: str, *, priority: int = 1,
         agent_request_ttl_ms: int | None = None, request_session: dict[str, Any] | None = None,
         metadata: dict[str, Any] | None = None, direction: Direction | str = Direction.INBOUND,
+        preferred_agent_id: str | None = None, preferred_agent_timeout_ms: int | None = None,
     ) -> tuple[Task, bool]:
         """push_task that is safe to retry: the first call with a key creates
         the task; a later one with the same key (within the retention
@@ -206,13 +230,15 @@ class Engine:
         call created it."""
         v.check_id("idempotencyKey", idempotency_key)
         status, raw = await self._push(idempotency_key, conversation_id, queue_id, priority,
-                                       agent_request_ttl_ms, request_session, metadata, direction)
+                                       agent_request_ttl_ms, request_session, metadata, direction,
+                                       preferred_agent_id, preferred_agent_timeout_ms)
         return Task.from_json(raw), int(status) == 201
 
     async def _push(self, idempotency_key: str | None, conversation_id: str, queue_id: str,
                     priority: int, agent_request_ttl_ms: int | None,
                     request_session: dict[str, Any] | None, metadata: dict[str, Any] | None,
-                    direction: Direction | str) -> Any:
+                    direction: Direction | str, preferred_agent_id: str | None = None,
+                    preferred_agent_timeout_ms: int | None = None) -> Any:
         v.check_id("conversationId", conversation_id)
         v.check_id("queueId", queue_id)
         v.check_priority(priority)
@@ -220,11 +246,16 @@ class Engine:
             v.check_int("agentRequestTtlMs", agent_request_ttl_ms, 1, 7 * DAY_MS)
         d = v.check_enum("direction", Direction, direction,
                          (Direction.INBOUND, Direction.DIRECT_CONFERENCE))
+        if preferred_agent_id is not None:
+            v.check_id("preferredAgentId", preferred_agent_id)
+        if preferred_agent_timeout_ms is not None:
+            v.check_int("preferredAgentTimeoutMs", preferred_agent_timeout_ms, 1, DAY_MS)
         return await self.call(
             "push_task", queue_id, conversation_id, priority,
             "" if agent_request_ttl_ms is None else agent_request_ttl_ms,
             v.json_object("requestSession", request_session), v.json_object("metadata", metadata),
-            d.value, idempotency_key or "",
+            d.value, idempotency_key or "", preferred_agent_id or "",
+            "" if preferred_agent_timeout_ms is None else preferred_agent_timeout_ms,
         )
 
     async def accept(self, task_id: str, media_id: str, agent_id: str | None = None) -> Task:
@@ -325,6 +356,12 @@ class Engine:
 
     async def get_task(self, task_id: str) -> Task:
         return Task.from_json(await self.call("get_task", v.check_id("taskId", task_id)))
+
+    async def task_routing(self, task_id: str) -> RoutingExplanation:
+        """Why a task waits, or why it went to its agent: the candidates of
+        its queue (and its preferred agent), each with a reason."""
+        raw = await self.call("get_routing", v.check_id("taskId", task_id))
+        return RoutingExplanation.from_dict(json.loads(raw))
 
     async def conversation_tasks(self, conversation_id: str) -> list[Task]:
         raw = await self.call("list_tasks", "conversation", v.check_id("conversationId", conversation_id))

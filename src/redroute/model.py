@@ -69,6 +69,26 @@ class MrdState(StrEnum):
 class SelectionPolicy(StrEnum):
     LONGEST_AVAILABLE = "LONGEST_AVAILABLE"
     LEAST_ACTIVE = "LEAST_ACTIVE"
+    LEAST_LOADED = "LEAST_LOADED"
+    MOST_SKILLED = "MOST_SKILLED"
+    LEAST_SKILLED = "LEAST_SKILLED"
+
+
+class CandidateReason(StrEnum):
+    """Why a candidate agent is or is not offered a task (the routing
+    explanation). BLOCKED is an MRD blocking another (not produced until MRD
+    blocks exist)."""
+
+    AVAILABLE = "AVAILABLE"
+    NO_MATCHING_STEP = "NO_MATCHING_STEP"
+    STEP_NOT_REACHED = "STEP_NOT_REACHED"
+    NOT_READY = "NOT_READY"
+    AT_CAPACITY = "AT_CAPACITY"
+    BLOCKED = "BLOCKED"
+    HOLDS_CONVERSATION = "HOLDS_CONVERSATION"
+    MADE_THE_TRANSFER = "MADE_THE_TRANSFER"
+    LOGGED_OUT = "LOGGED_OUT"
+    PREFERRED_AGENT_ONLY = "PREFERRED_AGENT_ONLY"
 
 
 class EventType(StrEnum):
@@ -112,6 +132,25 @@ class Mrd:
 
 
 @dataclass(slots=True)
+class Step:
+    """One step of a queue: agents whose attributes satisfy the expression
+    may take a request from the moment its age reaches the step."""
+
+    expression: str
+    timeout_ms: int | None = None  # every step but the last
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Step:
+        return cls(d["expression"], d.get("timeoutMs"))
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"expression": self.expression}
+        if self.timeout_ms is not None:
+            d["timeoutMs"] = self.timeout_ms
+        return d
+
+
+@dataclass(slots=True)
 class Queue:
     id: str
     mrd_id: str
@@ -123,13 +162,20 @@ class Queue:
     waiting: int | None = None
     oldest_wait_ms: int | None = None
     agents: dict[str, int] | None = None
+    # v2, present when set.
+    steps: list[Step] | None = None
+    route_to_last_agent_ms: int | None = None
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Queue:
+        steps = d.get("steps")
+        rtla = d.get("routeToLastAgent")
         return cls(
             d["id"], d["mrdId"], d["agentRequestTtlMs"], d["agentSlaMs"],
             SelectionPolicy(d["agentSelectionPolicy"]), d["serviceLevelThresholdMs"],
             d.get("waiting"), d.get("oldestWaitMs"), d.get("agents"),
+            [Step.from_dict(s) for s in steps] if steps is not None else None,
+            rtla["timeoutMs"] if rtla else None,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -141,6 +187,10 @@ class Queue:
             "agentSelectionPolicy": self.agent_selection_policy.value,
             "serviceLevelThresholdMs": self.service_level_threshold_ms,
         }
+        if self.steps is not None:
+            d["steps"] = [s.to_dict() for s in self.steps]
+        if self.route_to_last_agent_ms is not None:
+            d["routeToLastAgent"] = {"timeoutMs": self.route_to_last_agent_ms}
         if self.waiting is not None:
             d.update(waiting=self.waiting, oldestWaitMs=self.oldest_wait_ms, agents=self.agents)
         return d
@@ -226,6 +276,80 @@ class Media:
 
 
 @dataclass(slots=True)
+class Routing:
+    """A task's routing: its step in a queue with steps (all None for a
+    queue without), and its preferred agent's window."""
+
+    step: int | None = None
+    steps: int | None = None
+    next_step_at: int | None = None
+    preferred_agent_id: str | None = None
+    preferred_until: int | None = None
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> Routing:
+        if not d:
+            return cls()
+        return cls(d["step"], d["steps"], d["nextStepAt"], d["preferredAgentId"], d["preferredUntil"])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"step": self.step, "steps": self.steps, "nextStepAt": self.next_step_at,
+                "preferredAgentId": self.preferred_agent_id, "preferredUntil": self.preferred_until}
+
+
+@dataclass(slots=True)
+class Candidate:
+    agent_id: str
+    first_step: int | None
+    eligible_now: bool
+    available: bool
+    reason: CandidateReason
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Candidate:
+        return cls(d["agentId"], d["firstStep"], d["eligibleNow"], d["available"],
+                   CandidateReason(d["reason"]))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"agentId": self.agent_id, "firstStep": self.first_step,
+                "eligibleNow": self.eligible_now, "available": self.available,
+                "reason": self.reason.value}
+
+
+@dataclass(slots=True)
+class RoutingExplanation:
+    """GET /v1/tasks/{taskId}/routing: why a task waits, or why it went to
+    its agent."""
+
+    task_id: str
+    state: TaskStateName
+    media_state: MediaState
+    queue_id: str | None
+    step: int | None
+    next_step_at: int | None
+    position: int | None
+    candidates: list[Candidate]
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RoutingExplanation:
+        return cls(d["taskId"], TaskStateName(d["state"]), MediaState(d["mediaState"]), d["queueId"],
+                   d["step"], d["nextStepAt"], d["position"],
+                   [Candidate.from_dict(c) for c in d["candidates"]])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"taskId": self.task_id, "state": self.state.value,
+                "mediaState": self.media_state.value, "queueId": self.queue_id, "step": self.step,
+                "nextStepAt": self.next_step_at, "position": self.position,
+                "candidates": [c.to_dict() for c in self.candidates]}
+
+    def candidate(self, agent_id: str) -> Candidate:
+        for c in self.candidates:
+            if c.agent_id == agent_id:
+                return c
+        raise KeyError(agent_id)
+
+
+@dataclass(slots=True)
 class Task:
     id: str
     request_id: str
@@ -244,6 +368,7 @@ class Task:
     created_at: int
     updated_at: int
     metadata: dict[str, Any] = field(default_factory=dict)
+    routing: Routing = field(default_factory=Routing)
     # The engine's own JSON of the task when it was decoded from one (a
     # script's reply): the HTTP layer sends it as is rather than encode again.
     raw_json: str | None = field(default=None, compare=False, repr=False)
@@ -256,6 +381,7 @@ class Task:
             Direction(d["type"]["direction"]), Mode(d["type"]["mode"]), d["queueId"], d["mrdId"],
             d["priority"], [Media.from_dict(m) for m in d["activeMedia"]], d["enqueueTime"],
             d["ttlDeadline"], d["createdAt"], d["updatedAt"], d["metadata"],
+            Routing.from_dict(d.get("routing")),
         )
 
     @classmethod
@@ -287,4 +413,5 @@ class Task:
             "createdAt": self.created_at,
             "updatedAt": self.updated_at,
             "metadata": self.metadata,
+            "routing": self.routing.to_dict(),
         }
