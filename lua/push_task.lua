@@ -56,7 +56,7 @@ return run(function()
   elseif q.rtla and A[7] == 'INBOUND' then
     pref, pref_ms = conversation_last_agent(A[2]), q.rtla
   end
-  local t = task_new({conversationId = A[2], direction = A[7], mode = 'QUEUE', queueId = q.id,
+  local t = task_new_queued({conversationId = A[2], direction = A[7], mode = 'QUEUE', queueId = q.id,
     mrdId = q.mrdId, priority = A[3], ttlDeadline = istr(now_ms() + ttl),
     metadata = A[6], session = A[5], mediaState = 'QUEUED',
     pref = pref, prefUntil = pref and istr(now_ms() + pref_ms)})

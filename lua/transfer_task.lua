@@ -50,7 +50,7 @@ return run(function()
   local metadata = nz(A[6]) or old.metadata
   local nt
   if q then
-    nt = task_new({conversationId = cid, direction = 'DIRECT_TRANSFER', mode = 'QUEUE', queueId = q.id,
+    nt = task_new_queued({conversationId = cid, direction = 'DIRECT_TRANSFER', mode = 'QUEUE', queueId = q.id,
       mrdId = q.mrdId, priority = old.priority, ttlDeadline = istr(now_ms() + q.agentRequestTtlMs),
       metadata = metadata, session = session, mediaState = 'QUEUED', exclude = from.id})
     emit_task(nt, true, {nt.media[1].id})

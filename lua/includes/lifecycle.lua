@@ -67,7 +67,7 @@ local function task_reroute(t, reason)
   else
     -- The request keeps its preferred agent, unless that agent is the one
     -- that let it go: then its window ends here.
-    local nt = task_new({requestId = t.requestId, conversationId = t.conversationId,
+    local nt = task_new_queued({requestId = t.requestId, conversationId = t.conversationId,
       direction = t.direction, mode = t.mode, queueId = t.queueId, mrdId = t.mrdId,
       priority = t.priority, enqueueTime = t.enqueueTime, ttlDeadline = t.ttlDeadline,
       metadata = t.metadata, session = session, mediaState = 'QUEUED',

@@ -96,7 +96,17 @@ local function task_step(t, q)
   local was = t.step
   t.step, t.steps = istr(k), istr(q.nsteps)
   t.nextStepAt = nxt and istr(nxt) or nil
+  -- Its step counts again when a preferred window ends (no deadline meanwhile).
+  if pref_window_open(t) then t.nextStepAt = nil end
   return was ~= t.step
+end
+
+-- A new QUEUED task of a queue, with the step its age has reached (so that
+-- the event of its creation shows it).
+local function task_new_queued(f)
+  local t = task_new(f)
+  task_step(t, queue_get(t.queueId))
+  return t
 end
 
 -- Parks a QUEUED task in its queue until an agent frees up or its TTL
@@ -105,8 +115,7 @@ end
 local function enqueue(t)
   local member, score = wait_member(t), istr(wait_score(t))
   if pref_window_open(t) then
-    -- Its step counts again when the window ends (no step deadline meanwhile).
-    t.parked, t.nextStepAt = 'p', nil
+    t.parked = 'p'
     redis.call('ZADD', key('q', t.queueId, 'pref'), score, member)
     redis.call('ZADD', key('agent', t.pref, 'pref'), score, member)
     pref_count_add(t.pref, 1)
@@ -129,6 +138,7 @@ end
 -- is created in this step), AGENT_RESERVED, AGENT_STATE_CHANGED.
 local function reserve(t, m, a, created)
   if t.parked then unqueue(t) end
+  t.nextStepAt = nil
   m.state = 'RESERVED'
   t.assignedTo = a.id
   t.exclude = nil

@@ -104,7 +104,7 @@ def _tokens(src: str, what: str) -> list[Token]:
                 raise ExpressionError(what, pos, f"a string is longer than {LIMITS.string_chars} characters")
             out.append(Token("str", src[i:j + 1], text, pos))
             i = j + 1
-        elif c == "-" or c.isdigit():
+        elif c == "-" or (c.isascii() and c.isdigit()):
             m = _INT.match(src, i)
             if m is None or (m.end() < n and (src[m.end()].isalnum() or src[m.end()] in "_.")):
                 raise ExpressionError(what, pos, "malformed integer")
@@ -113,7 +113,7 @@ def _tokens(src: str, what: str) -> list[Token]:
                 raise ExpressionError(what, pos, f"an integer beyond ±{LIMITS.max_int}")
             out.append(Token("int", m.group(), v, pos))
             i = m.end()
-        elif c.isalpha() or c == "_":
+        elif c.isascii() and (c.isalpha() or c == "_"):
             m = _NAME.match(src, i)
             text = m.group()
             if text in KEYWORDS:

@@ -112,12 +112,28 @@ class TenantKeys:
     def q_avail(self, queue_id: str) -> str:
         return f"{self.prefix}q:{queue_id}:avail"
 
+    def q_avail_step(self, queue_id: str, step: int | str) -> str:
+        """A queue with steps: the available agents whose first step is step."""
+        return f"{self.prefix}q:{queue_id}:avail:{step}"
+
     # routing
     def q_waiting(self, queue_id: str) -> str:
         return f"{self.prefix}q:{queue_id}:waiting"
 
     def q_age(self, queue_id: str) -> str:
         return f"{self.prefix}q:{queue_id}:age"
+
+    def q_waiting_step(self, queue_id: str, step: int | str) -> str:
+        """A queue with steps: its waiting tasks at step."""
+        return f"{self.prefix}q:{queue_id}:waiting:{step}"
+
+    def q_pref(self, queue_id: str) -> str:
+        """The queue's tasks waiting for their preferred agent only."""
+        return f"{self.prefix}q:{queue_id}:pref"
+
+    def agent_pref(self, agent_id: str) -> str:
+        """The tasks waiting for this agent only (their preferred agent)."""
+        return f"{self.prefix}agent:{agent_id}:pref"
 
     # task
     def task(self, task_id: str) -> str:
@@ -157,7 +173,7 @@ def waiting_task_id(member: str) -> str:
 
 
 # Timer members (rr:{t}:timers): "ttl|<taskId>", "rona|<taskId>|<mediaId>",
-# "wrap|<taskId>".
+# "wrap|<taskId>", "step|<taskId>", "pref|<taskId>".
 def timer_member(kind: str, task_id: str, media_id: str | None = None) -> str:
     return f"{kind}|{task_id}" if media_id is None else f"{kind}|{task_id}|{media_id}"
 

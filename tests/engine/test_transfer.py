@@ -406,11 +406,11 @@ async def test_read_a_task_returns_its_whole_shape_live_or_closed(engine: Engine
     read = await engine.get_task(old.id)
     assert read.to_dict() == old.to_dict()
     raw = await engine.call("get_task", old.id)
-    # The wire shape of docs/api.md, Objects, field for field.
+    # The wire shape of docs/api.md, Objects, field for field (v2 adds routing).
     assert set(json.loads(raw)) == {
         "id", "requestId", "conversationId", "state", "assignedTo", "type", "queueId", "mrdId",
         "priority", "activeMedia", "enqueueTime", "ttlDeadline", "createdAt", "updatedAt",
-        "metadata",
+        "metadata", "routing",
     }
     await engine.transfer("c-1", "a1", queue_id="sales")
     closed = await engine.get_task(old.id)  # closed tasks stay readable

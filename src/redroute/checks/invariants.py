@@ -24,6 +24,16 @@ reports there is worth a second look before acting on it).
    transferred away, nor one of a conversation it already holds on that
    MRD); and each queue's availability index lists exactly its available
    agents.
+6. Steps (a queue with steps): each member's stored first step is the
+   smallest step whose expression its attributes satisfy; every (queue,
+   step) index lists exactly the members whose first step it is and that
+   are available; a waiting task is in the waiting set of its step and no
+   agent available there whose first step is <= that step may take it
+   (part of 5); every waiting task with a later step has its step
+   deadline at nextStepAt.
+7. Preferred agent: a task waiting for its preferred agent only is in that
+   agent's preferred set and the queue's, not in the waiting sets, has its
+   window deadline at preferredUntil, and its agent cannot take it now.
 """
 
 from __future__ import annotations
@@ -33,6 +43,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..engine import Engine
+from ..expressions import evaluate
 from ..keys import task_match, timer_member, timer_task_id, waiting_task_id
 
 
@@ -69,6 +80,47 @@ def _agent_max(agent: dict[str, str], mrd: str, mrds: dict[str, dict[str, str]])
     return int(mrds[mrd]["maxRequests"]) if mrd in mrds else 1
 
 
+def _first_steps(rep: Report, q: str, cfg: dict[str, str],
+                 members: dict[str, dict[str, str]]) -> dict[str, int] | None:
+    """Each member's first step in queue q (0: none), evaluated here from
+    the stored compiled steps and compared with what the engine stored; None
+    for a queue without steps."""
+    if "stepCode" not in cfg:
+        return None
+    code = json.loads(cfg["stepCode"])
+    out = {}
+    for a, h in members.items():
+        attrs = json.loads(h.get("attrs") or "{}")
+        fs = next((k for k, c in enumerate(code, 1) if evaluate(c, attrs)), 0)
+        stored = int(h.get(f"fs|{q}") or -1)
+        if stored != fs:
+            rep.add(f"agent {a}: first step {stored} in queue {q}, its attributes give {fs}")
+        out[a] = fs
+    return out
+
+
+def _check_waiting(rep: Report, t: dict[str, Any], timers: dict[str, float],
+                   by_step: dict[tuple[str, int], set[str]], preferred: dict[str, set[str]],
+                   agent_pref: dict[str, set[str]]) -> None:
+    """A QUEUED task's place by step or preferred agent, and its deadlines."""
+    tid, q = t["id"], t.get("queueId")
+    steps = [k for (qq, k), ids in by_step.items() if qq == q and tid in ids]
+    if t.get("parked") == "p":
+        a = t.get("pref")
+        if steps or tid not in preferred.get(q, set()) or tid not in agent_pref.get(a, set()):
+            rep.add(f"task {tid} waits for agent {a} only but is in step sets {steps} / preferred sets")
+        if timers.get(f"pref|{tid}") != float(t.get("prefUntil") or -1):
+            rep.add(f"task {tid} waits for its preferred agent without its window deadline")
+        return
+    expected = [int(t["step"])] if t.get("step") else []
+    if steps != expected:
+        rep.add(f"task {tid} at step {t.get('step')} is in the waiting sets of steps {steps}")
+    if t.get("nextStepAt") and timers.get(f"step|{tid}") != float(t["nextStepAt"]):
+        rep.add(f"task {tid} has a later step at {t['nextStepAt']} without its step deadline")
+    if t.get("step") and t.get("steps") and int(t["step"]) < int(t["steps"]) and not t.get("nextStepAt"):
+        rep.add(f"task {tid} waits at step {t['step']} of {t['steps']} with no next step")
+
+
 async def check(engine: Engine, *, overdue_ms: int | None = None, events: bool = True) -> Report:
     r, k = engine.redis, engine.keys
     rep = Report()
@@ -82,6 +134,12 @@ async def check(engine: Engine, *, overdue_ms: int | None = None, events: bool =
     timers = dict(await r.zrange(k.timers, 0, -1, withscores=True))
     waiting = {q: {waiting_task_id(m) for m in await r.zrange(k.q_waiting(q), 0, -1)}
                for q in queues}
+    preferred = {q: {waiting_task_id(m) for m in await r.zrange(k.q_pref(q), 0, -1)}
+                 for q in queues}
+    by_step = {(q, n): {waiting_task_id(m) for m in await r.zrange(k.q_waiting_step(q, n), 0, -1)}
+               for q in queues for n in range(1, 11)}
+    agent_pref = {a: {waiting_task_id(m) for m in await r.zrange(k.agent_pref(a), 0, -1)}
+                  for a in agent_ids}
     rep.agents = len(agents)
 
     tasks: dict[str, dict[str, Any]] = {}
@@ -126,6 +184,9 @@ async def check(engine: Engine, *, overdue_ms: int | None = None, events: bool =
     for q, members in waiting.items():
         for tid in members:
             in_waiting.setdefault(tid, []).append(q)
+    for q, members in preferred.items():
+        for tid in members:
+            in_waiting.setdefault(tid, []).append(q)
     with_agent: dict[str, list[str]] = {}
     for aid, tids in agent_tasks.items():
         for tid in tids:
@@ -161,6 +222,8 @@ async def check(engine: Engine, *, overdue_ms: int | None = None, events: bool =
         # 4. the deadline that ends it
         if deadline and deadline not in timers:
             rep.add(f"task {tid} has no deadline {deadline}")
+        if "QUEUED" in states:
+            _check_waiting(rep, t, timers, by_step, preferred, agent_pref)
         if deadline and overdue_ms is not None and deadline in timers and now - timers[deadline] > overdue_ms:
             rep.add(f"task {tid}: deadline {deadline} overdue by {now - timers[deadline]:.0f} ms")
         if t["state"] == "ACTIVE" and not states - {"CLOSED"}:
@@ -179,17 +242,35 @@ async def check(engine: Engine, *, overdue_ms: int | None = None, events: bool =
         mrd = cfg.get("mrdId", "")
         members = sorted(a for a, h in agents.items() if q in json.loads(h.get("queues") or "[]"))
         available = {a for a in members if _available(agents[a], mrd, mrds)}
-        indexed = set(await r.zrange(k.q_avail(q), 0, -1))
-        if indexed != available:
-            rep.add(f"queue {q}: availability index {sorted(indexed)}, available agents {sorted(available)}")
+        # 6. first steps, and each (queue, step) index
+        first = _first_steps(rep, q, cfg, {a: agents[a] for a in members})
+        indexes = {0: set(await r.zrange(k.q_avail(q), 0, -1))}
+        expected = {0: available if first is None else set()}
+        if first is not None:
+            for n in range(1, 11):
+                indexes[n] = set(await r.zrange(k.q_avail_step(q, n), 0, -1))
+                expected[n] = {a for a in available if first[a] == n}
+        for n in sorted(indexes):
+            if indexes[n] != expected[n]:
+                where = f"step {n} index" if n else "availability index"
+                rep.add(f"queue {q}: {where} {sorted(indexes[n])}, available agents {sorted(expected[n])}")
         for tid in sorted(waiting.get(q, ())):
             t = tasks.get(tid)
             if t is None:
                 continue
             held_by = holders.get((t["conversationId"], mrd), set())
-            takers = sorted(a for a in available if a != t.get("exclude") and a not in held_by)
+            step = int((t.get("step") or 0))
+            takers = sorted(a for a in available if a != t.get("exclude") and a not in held_by
+                            and (first is None or 0 < first[a] <= step))
             if takers:
-                rep.add(f"task {tid} waits in queue {q} while {takers} could take it")
+                at = f" at step {step}" if first is not None else ""
+                rep.add(f"task {tid} waits in queue {q}{at} while {takers} could take it")
+        for tid in sorted(preferred.get(q, ())):
+            t = tasks.get(tid)
+            a = t and t.get("pref")
+            if a in agents and _available(agents[a], t["mrdId"], mrds) and a not in holders.get(
+                    (t["conversationId"], t["mrdId"]), set()):
+                rep.add(f"task {tid} waits for its preferred agent {a}, who could take it")
 
     # 3. the stream carries every change
     if events:
