@@ -14,7 +14,7 @@ import msgpack
 
 from .errors import InvalidTransition, NotFound, RedisUnavailable, RedrouteError, ValidationError
 from .events.model import Event, decode_entry
-from .model import Agent, Mrd, Queue, Task
+from .model import Agent, Mrd, Queue, RoutingExplanation, Step, Task
 
 _ERRORS: dict[str, type[RedrouteError]] = {
     "VALIDATION_ERROR": ValidationError,
@@ -27,10 +27,13 @@ MSGPACK = "application/msgpack"
 
 def _push_body(conversation_id: str, queue_id: str, priority: int, ttl_ms: int | None,
                request_session: dict[str, Any] | None,
-               metadata: dict[str, Any] | None) -> dict[str, Any]:
+               metadata: dict[str, Any] | None, preferred_agent_id: str | None = None,
+               preferred_agent_timeout_ms: int | None = None) -> dict[str, Any]:
     return _drop_none({"conversationId": conversation_id, "queueId": queue_id,
                        "priority": priority, "agentRequestTtlMs": ttl_ms,
-                       "requestSession": request_session, "metadata": metadata})
+                       "requestSession": request_session, "metadata": metadata,
+                       "preferredAgentId": preferred_agent_id,
+                       "preferredAgentTimeoutMs": preferred_agent_timeout_ms})
 
 
 def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
@@ -136,11 +139,18 @@ class Client:
     async def put_queue(self, queue_id: str, *, mrd_id: str, agent_request_ttl_ms: int = 300_000,
                         agent_sla_ms: int = 30_000,
                         agent_selection_policy: str = "LONGEST_AVAILABLE",
-                        service_level_threshold_ms: int = 20_000) -> Queue:
-        _, d = await self.request("PUT", f"/v1/queues/{queue_id}", {
+                        service_level_threshold_ms: int = 20_000,
+                        steps: list[Step] | list[dict[str, Any]] | None = None,
+                        route_to_last_agent_ms: int | None = None) -> Queue:
+        body: dict[str, Any] = {
             "mrdId": mrd_id, "agentRequestTtlMs": agent_request_ttl_ms, "agentSlaMs": agent_sla_ms,
             "agentSelectionPolicy": str(agent_selection_policy),
-            "serviceLevelThresholdMs": service_level_threshold_ms})
+            "serviceLevelThresholdMs": service_level_threshold_ms}
+        if steps is not None:
+            body["steps"] = [s.to_dict() if isinstance(s, Step) else s for s in steps]
+        if route_to_last_agent_ms is not None:
+            body["routeToLastAgent"] = {"timeoutMs": route_to_last_agent_ms}
+        _, d = await self.request("PUT", f"/v1/queues/{queue_id}", body)
         return Queue.from_dict(d)
 
     async def get_queue(self, queue_id: str) -> Queue:
@@ -168,9 +178,12 @@ class Client:
     async def push_task(self, conversation_id: str, queue_id: str, *, priority: int = 1,
                         agent_request_ttl_ms: int | None = None,
                         request_session: dict[str, Any] | None = None,
-                        metadata: dict[str, Any] | None = None) -> Task:
+                        metadata: dict[str, Any] | None = None,
+                        preferred_agent_id: str | None = None,
+                        preferred_agent_timeout_ms: int | None = None) -> Task:
         _, d = await self.request("POST", "/v1/tasks", _push_body(
-            conversation_id, queue_id, priority, agent_request_ttl_ms, request_session, metadata))
+            conversation_id, queue_id, priority, agent_request_ttl_ms, request_session, metadata,
+            preferred_agent_id, preferred_agent_timeout_ms))
         return Task.from_dict(d)
 
     async def push_task_idempotent(
@@ -235,6 +248,10 @@ class Client:
 
     async def get_task(self, task_id: str) -> Task:
         return Task.from_dict((await self.request("GET", f"/v1/tasks/{task_id}"))[1])
+
+    async def task_routing(self, task_id: str) -> RoutingExplanation:
+        """Why a task waits, or why it went to its agent."""
+        return RoutingExplanation.from_dict((await self.request("GET", f"/v1/tasks/{task_id}/routing"))[1])
 
     async def conversation_tasks(self, conversation_id: str) -> list[Task]:
         _, d = await self.request("GET", f"/v1/conversations/{conversation_id}/tasks")

@@ -13,9 +13,9 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import validation as v
-from .expressions import compile_steps
 from .errors import RedisUnavailable, from_reply
 from .events.model import Event, decode_entries
+from .expressions import compile_steps
 from .keys import TENANTS, TenantKeys
 from .model import (
     Agent,

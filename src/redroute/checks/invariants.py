@@ -259,7 +259,7 @@ async def check(engine: Engine, *, overdue_ms: int | None = None, events: bool =
             if t is None:
                 continue
             held_by = holders.get((t["conversationId"], mrd), set())
-            step = int((t.get("step") or 0))
+            step = int(t.get("step") or 0)
             takers = sorted(a for a in available if a != t.get("exclude") and a not in held_by
                             and (first is None or 0 < first[a] <= step))
             if takers:

@@ -61,7 +61,9 @@ async def put_queue(c: Ctx) -> tuple[int, Any]:
     q = await c.engine.put_queue(
         c.path["queueId"], mrd_id=b.mrdId, agent_request_ttl_ms=b.agentRequestTtlMs,
         agent_sla_ms=b.agentSlaMs, agent_selection_policy=b.agentSelectionPolicy,
-        service_level_threshold_ms=b.serviceLevelThresholdMs)
+        service_level_threshold_ms=b.serviceLevelThresholdMs,
+        steps=None if b.steps is None else [x.model_dump(exclude_none=True) for x in b.steps],
+        route_to_last_agent_ms=b.routeToLastAgent.timeoutMs if b.routeToLastAgent else None)
     return 200, q.to_dict()
 
 
@@ -101,7 +103,9 @@ IDEMPOTENCY_KEY = "Idempotency-Key"
 async def push_task(c: Ctx) -> tuple[int, Any]:
     b: s.PushBody = c.body
     args = dict(priority=b.priority, agent_request_ttl_ms=b.agentRequestTtlMs,
-                request_session=b.requestSession, metadata=b.metadata)
+                request_session=b.requestSession, metadata=b.metadata,
+                preferred_agent_id=b.preferredAgentId,
+                preferred_agent_timeout_ms=b.preferredAgentTimeoutMs)
     key = c.request.headers.get(IDEMPOTENCY_KEY)
     if key is None:
         return 201, _task(await c.engine.push_task(b.conversationId, b.queueId, **args))
@@ -153,3 +157,7 @@ async def set_task_state(c: Ctx) -> tuple[int, Any]:
 
 async def get_task(c: Ctx) -> tuple[int, Any]:
     return 200, _task(await c.engine.get_task(c.path["taskId"]))
+
+
+async def get_task_routing(c: Ctx) -> tuple[int, Any]:
+    return 200, (await c.engine.task_routing(c.path["taskId"])).to_dict()

@@ -105,4 +105,7 @@ ROUTES: list[Operation] = [
           h.set_task_state, body=s.TaskStateBody, response=s.Task, errors=(404, 409, 422)),
     route("GET", "/v1/tasks/{taskId}", "getTask", "Read a task", "tasks",
           h.get_task, response=s.Task),
+    route("GET", "/v1/tasks/{taskId}/routing", "getTaskRouting",
+          "Why a task waits, or why it went to its agent: its queue's candidates with reasons",
+          "tasks", h.get_task_routing, response=s.RoutingExplanation),
 ]

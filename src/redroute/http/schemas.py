@@ -23,12 +23,14 @@ from pydantic import (
 )
 
 from ..engine import DAY_MS
+from ..expressions import LIMITS
 from ..model import (
     ID_PATTERN,
     MAX_PRIORITY,
     REASON_PATTERN,
     TENANT_PATTERN,
     AgentState,
+    CandidateReason,
     Direction,
     EventType,
     MediaState,
@@ -87,6 +89,18 @@ class MrdBody(Body):
     wrapUp: WrapUpBody = Field(default_factory=WrapUpBody)
 
 
+class StepBody(Body):
+    expression: str = Field(
+        "", description="attribute expression (grammar in the docs); an agent whose attributes "
+        "satisfy it may take the queue's requests from this step on; empty: every member")
+    timeoutMs: int | None = _int(1, 7 * DAY_MS, default=None,
+                                 description="every step but the last: how long a request stays")
+
+
+class RouteToLastAgentBody(Body):
+    timeoutMs: int = _int(1, DAY_MS, description="how long the last agent is preferred")
+
+
 class QueueBody(Body):
     """PUT /v1/queues/{queueId}"""
 
@@ -95,6 +109,10 @@ class QueueBody(Body):
     agentSlaMs: int = _int(1, DAY_MS, default=30_000, description="the RONA timeout")
     agentSelectionPolicy: SelectionPolicy = SelectionPolicy.LONGEST_AVAILABLE
     serviceLevelThresholdMs: int = _int(0, 7 * DAY_MS, default=20_000)
+    steps: list[StepBody] | None = Field(None, min_length=1, max_length=LIMITS.steps,
+                                         description="precision routing: steps that relax over time")
+    routeToLastAgent: RouteToLastAgentBody | None = Field(
+        None, description="a PUSH prefers the agent that last accepted its conversation")
 
 
 class AgentBody(Body):
@@ -129,6 +147,10 @@ class PushBody(Body):
     agentRequestTtlMs: int | None = _int(1, 7 * DAY_MS, default=None)
     requestSession: JsonObject | None = None
     metadata: JsonObject | None = None
+    preferredAgentId: Id | None = Field(None, description="offered to this agent only until "
+                                        "enqueueTime + preferredAgentTimeoutMs")
+    preferredAgentTimeoutMs: int | None = _int(1, DAY_MS, default=None,
+                                               description="default 30000")
 
 
 class PullBody(Body):
@@ -210,6 +232,14 @@ class Media(BaseModel):
     requestSession: JsonObject
 
 
+class Routing(BaseModel):
+    step: int | None = Field(description="null for a queue without steps")
+    steps: int | None
+    nextStepAt: int | None = Field(description="when a waiting task reaches its next step")
+    preferredAgentId: str | None
+    preferredUntil: int | None
+
+
 class Task(BaseModel):
     id: str
     requestId: str
@@ -226,6 +256,28 @@ class Task(BaseModel):
     createdAt: int
     updatedAt: int
     metadata: JsonObject
+    routing: Routing
+
+
+class Candidate(BaseModel):
+    agentId: str
+    firstStep: int | None = Field(description="the agent's first step (queue with steps)")
+    eligibleNow: bool
+    available: bool
+    reason: CandidateReason
+
+
+class RoutingExplanation(BaseModel):
+    """GET /v1/tasks/{taskId}/routing"""
+
+    taskId: str
+    state: TaskStateName
+    mediaState: MediaState
+    queueId: str | None
+    step: int | None
+    nextStepAt: int | None
+    position: int | None = Field(description="1-based among the queue's waiting tasks")
+    candidates: list[Candidate]
 
 
 class TaskList(BaseModel):
@@ -277,6 +329,8 @@ class Queue(BaseModel):
     waiting: int | None = Field(None, description="GET only: tasks waiting")
     oldestWaitMs: int | None = Field(None, description="GET only: the longest wait, ms")
     agents: dict[str, int] | None = Field(None, description="GET only: member agents by MRD state")
+    steps: list[StepBody] | None = Field(None, description="present when set")
+    routeToLastAgent: RouteToLastAgentBody | None = Field(None, description="present when set")
 
 
 class ProblemDoc(BaseModel):
