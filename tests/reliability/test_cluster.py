@@ -279,6 +279,7 @@ async def scenario(api: Any) -> dict[str, int]:
     old = await api.get_task(t1.id)
     assert (old.state, old.reason_code) == ("CLOSED", "TRANSFERRED")
     tr = await api.accept(tr.id, tr.media.id, "a3")
+    assert (await api.task_routing(tr.id)).media_state == "ACTIVE"
 
     # Named conference to a4, declined (the RONA path at once)
     await api.set_agent_state("a4", "READY")
