@@ -3,7 +3,7 @@
   skills: queue steps (precision routing). Owner of the compiled
   expressions' evaluation and of a request's step by age.
 
-  rr:{t}:queue:<id> fields of a queue with steps (see config.lua):
+  Fields of a queue's hash (config.lua) when it has steps:
     steps       the steps as the API shows them (JSON list)
     stepAt      JSON list of each step's start as an offset from the
                 request's enqueueTime: [0, t1, t1+t2, …]

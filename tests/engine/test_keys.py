@@ -70,12 +70,21 @@ def test_global_keys_the_scripts_use_are_in_keys_py():
         v for n, v in vars(keys).items() if n.isupper()}
 
 
+def _key_part(arg: str) -> str:
+    """A key() argument as a pattern: 'waiting' as is, an id as <>, and
+    'waiting:' .. k (a numbered key, e.g. per step) as waiting:<>."""
+    m = re.fullmatch(r"'([^']*)'\s*\.\.\s*[\w.]+", arg)
+    if m:
+        return m.group(1) + "<>"
+    return arg.strip("'") if arg.startswith("'") else "<>"
+
+
 def test_every_key_a_script_builds_is_declared():
     declared = set(_lua_declared())
     for name, text in _lua_files().items():
         for args in _KEY_CALL.findall(text):
             parts = [a.strip() for a in args.split(",")]
-            pattern = "rr:{t}:" + ":".join(p.strip("'") if p.startswith("'") else "<>" for p in parts)
+            pattern = "rr:{t}:" + ":".join(_key_part(p) for p in parts)
             assert pattern in declared, f"lua/{name}: key({args}) is declared in no header"
 
 
