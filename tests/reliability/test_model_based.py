@@ -21,6 +21,7 @@ import os
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 import fakeredis
@@ -76,6 +77,21 @@ def mostly(common: tuple[Any, ...], rare: Any) -> st.SearchStrategy[Any]:
 
 
 units = st.integers(1, 3).map(lambda n: n * UNIT_MS)
+POLICIES = ["LONGEST_AVAILABLE", "LEAST_ACTIVE", "LEAST_LOADED", "MOST_SKILLED", "LEAST_SKILLED"]
+EXPRESSIONS = ["lvl >= 2", 'lang == "en"', "vip OR lvl >= 3", "", "NOT vip", 'lang IN ["en", "fr"]',
+               "lvl >= 1 AND NOT (vip AND lang != \"en\")", "ghost"]
+attributes = st.fixed_dictionaries({}, optional={
+    "lvl": st.integers(0, 4), "lang": st.sampled_from(["en", "fr", "de"]), "vip": st.booleans()})
+
+
+@st.composite
+def queue_steps(draw: st.DrawFn) -> tuple[tuple[str, int | None], ...] | None:
+    """None (a queue without steps) or 1-3 steps, each but the last timed."""
+    n = draw(st.sampled_from([0, 0, 1, 2, 3]))
+    if n == 0:
+        return None
+    exprs = [draw(st.sampled_from(EXPRESSIONS)) for _ in range(n)]
+    return tuple((e, draw(units) if i < n - 1 else None) for i, e in enumerate(exprs))
 
 
 @st.composite
@@ -87,7 +103,8 @@ def configs(draw: st.DrawFn) -> Config:
     }
     queues = {
         q: QueueConf(mrd, draw(st.integers(2, 6)) * UNIT_MS, draw(units),
-                     draw(st.sampled_from(["LONGEST_AVAILABLE", "LEAST_ACTIVE"])))
+                     draw(st.sampled_from(POLICIES)), draw(queue_steps()),
+                     draw(st.sampled_from([None, None, UNIT_MS, 2 * UNIT_MS])))
         for q, mrd in QUEUES.items()
     }
     agents = {}
@@ -95,7 +112,7 @@ def configs(draw: st.DrawFn) -> Config:
         # Mostly overlapping queues, so agents compete for tasks.
         qs = [q for q in sorted(QUEUES) if draw(st.integers(0, 3))] or ["sales"]
         over = draw(st.sampled_from([{}, {}, {"chat": 1}, {"chat": 2}]))
-        agents[a] = AgentConf(tuple(qs), over)
+        agents[a] = AgentConf(tuple(qs), over, draw(attributes))
     return Config(mrds, queues, agents)
 
 
@@ -108,6 +125,12 @@ def task_view(t: Task) -> dict[str, Any]:
         "state": str(t.state), "reasonCode": t.reason_code and str(t.reason_code),
         "assignedTo": t.assigned_to, "direction": str(t.direction), "mode": str(t.mode),
         "queueId": t.queue_id, "mrdId": t.mrd_id, "priority": t.priority, "metadata": t.metadata,
+        "routing": {"step": t.routing.step, "steps": t.routing.steps,
+                    "preferredAgentId": t.routing.preferred_agent_id,
+                    "nextStepIn": None if t.routing.next_step_at is None
+                    else t.routing.next_step_at - t.enqueue_time,
+                    "preferredFor": None if t.routing.preferred_until is None
+                    else t.routing.preferred_until - t.enqueue_time},
         "media": [{"id": m.id, "mrdId": m.mrd_id, "state": str(m.state), "queueId": m.queue_id,
                    "answered": m.answer_time is not None, "requestSession": m.request_session}
                   for m in t.active_media],
@@ -145,6 +168,13 @@ def check_times(model: Model, tasks: dict[str, Task]) -> None:
     for a, b in zip(order, order[1:], strict=False):
         da, db = tasks[a.id].created_at - a.created, tasks[b.id].created_at - b.created
         assert (da == db) if a.created == b.created else (da <= db), f"clock between {a.id} and {b.id}"
+
+
+def queue_args(c: QueueConf) -> dict[str, Any]:
+    steps = None if c.steps is None else [
+        {"expression": e, **({"timeoutMs": ms} if ms is not None else {})} for e, ms in c.steps]
+    return dict(mrd_id=c.mrd, agent_request_ttl_ms=c.ttl_ms, agent_sla_ms=c.sla_ms,
+                agent_selection_policy=c.policy, steps=steps, route_to_last_agent_ms=c.rtla_ms)
 
 
 class EngineMatchesModel(RuleBasedStateMachine):
@@ -187,10 +217,10 @@ class EngineMatchesModel(RuleBasedStateMachine):
                 await self.engine.put_mrd(m, max_requests=c.max_requests, auto_join=c.auto_join,
                                           wrap_up_enabled=c.wrap_up, wrap_up_timeout_ms=c.wrap_up_ms)
             for q, c in cfg.queues.items():
-                await self.engine.put_queue(q, mrd_id=c.mrd, agent_request_ttl_ms=c.ttl_ms,
-                                            agent_sla_ms=c.sla_ms, agent_selection_policy=c.policy)
+                await self.engine.put_queue(q, **queue_args(c))
             for a, c in cfg.agents.items():
-                await self.engine.put_agent(a, queues=list(c.queues), max_requests=c.max_requests)
+                await self.engine.put_agent(a, queues=list(c.queues), max_requests=c.max_requests,
+                                            attributes=c.attributes)
 
         self.run(go())
         self.model = Model(cfg)
@@ -248,16 +278,42 @@ class EngineMatchesModel(RuleBasedStateMachine):
     # `mostly` mixes in exercise the refusals.
 
     @rule(conv=st.sampled_from(CONVS), queue=mostly(tuple(QUEUES), "nowhere"),
-          priority=st.integers(0, 3), ttl=st.one_of(st.none(), units), tag=st.integers(0, 9))
-    def push(self, conv: str, queue: str, priority: int, ttl: int | None, tag: int) -> None:
+          priority=st.integers(0, 3), ttl=st.one_of(st.none(), units), tag=st.integers(0, 9),
+          preferred=st.sampled_from([None, None, None, *AGENTS, "ghost"]),
+          preferred_ms=st.one_of(st.none(), units))
+    def push(self, conv: str, queue: str, priority: int, ttl: int | None, tag: int,
+             preferred: str | None, preferred_ms: int | None) -> None:
         res = self.step(
-            "push",
+            "push" if preferred is None else "push preferred",
             lambda: self.engine.push_task(conv, queue, priority=priority, agent_request_ttl_ms=ttl,
-                                          request_session={"s": tag}, metadata={"m": tag}),
+                                          request_session={"s": tag}, metadata={"m": tag},
+                                          preferred_agent_id=preferred,
+                                          preferred_agent_timeout_ms=preferred_ms),
             lambda: self.model.push_task(conv, queue, priority=priority, ttl_ms=ttl,
-                                         session={"s": tag}, metadata={"m": tag}))
+                                         session={"s": tag}, metadata={"m": tag},
+                                         preferred=preferred, preferred_ms=preferred_ms))
         if res:
             self.same_task(*res)
+
+    @rule(agent=st.sampled_from(AGENTS), queues=st.sets(st.sampled_from(sorted(QUEUES))),
+          attrs=attributes)
+    def change_agent(self, agent: str, queues: set[str], attrs: dict[str, Any]) -> None:
+        qs = tuple(sorted(queues))
+        over = self.model.agents[agent].overrides
+        res = self.step("put_agent",
+                        lambda: self.engine.put_agent(agent, queues=list(qs), attributes=attrs,
+                                                      max_requests=dict(over)),
+                        lambda: self.model.put_agent(agent, qs, attrs))
+        if res:
+            assert agent_view(res[0]) == self.model.agent_view(agent)
+
+    @rule(queue=st.sampled_from(sorted(QUEUES)), policy=st.sampled_from(POLICIES),
+          steps=queue_steps(), keep_steps=st.booleans())
+    def change_queue(self, queue: str, policy: str, steps: Any, keep_steps: bool) -> None:
+        old = self.model.cfg.queues[queue]
+        conf = replace(old, policy=policy, steps=old.steps if keep_steps else steps)
+        self.step("put_queue", lambda: self.engine.put_queue(queue, **queue_args(conf)),
+                  lambda: self.model.put_queue(queue, conf))
 
     @rule(conv=st.sampled_from(CONVS), queue=st.sampled_from(sorted(QUEUES)),
           priority=st.integers(0, 3))
@@ -445,7 +501,7 @@ class EngineMatchesModel(RuleBasedStateMachine):
         for q in QUEUES:
             got = await engine.get_queue(q)
             assert {"waiting": got.waiting, "agents": got.agents} == model.queue_view(q), q
-            waiting = model.waiting(q)
+            waiting = model.queued(q)
             if not waiting:
                 assert got.oldest_wait_ms is None
             else:

@@ -19,6 +19,12 @@ is due is the same in both as long as a run lasts less than UNIT_MS minus
 one ms per step. Absolute times are never compared; relations are (see
 test_model_based.check_times).
 
+Skills (docs/api.md, v2): a queue's steps, evaluated here with the
+expression module's Python evaluator; an agent's first step; a waiting
+task's step by age, with a deadline per next step; the selection policies
+as "the best of all" by (level, last available, id); preferred agents with
+their window deadline.
+
 Ids. A task created takes the next number n of the tenant sequence (task
 t-n, its media m-n, request r-n unless it keeps one); a media added by a
 PULL takes the next number too. The model predicts them exactly.
@@ -30,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from redroute.errors import InvalidTransition, NotFound, ValidationError
+from redroute.expressions import compile_expression, evaluate, skill_score
 
 UNIT_MS = 100_000
 DEFAULT_SLA_MS = 30_000  # a named-agent task whose conversation has no queue
@@ -61,13 +68,29 @@ class QueueConf:
     mrd: str
     ttl_ms: int
     sla_ms: int
-    policy: str  # LONGEST_AVAILABLE or LEAST_ACTIVE
+    policy: str  # LONGEST_AVAILABLE, LEAST_ACTIVE, LEAST_LOADED, MOST_/LEAST_SKILLED
+    steps: tuple[tuple[str, int | None], ...] | None = None  # (expression, timeoutMs)
+    rtla_ms: int | None = None  # routeToLastAgent
+
+    def step_starts(self) -> list[int]:
+        """Each step's start from enqueueTime: [0, t1, t1+t2, …]."""
+        out = [0]
+        for _, timeout in (self.steps or ())[:-1]:
+            out.append(out[-1] + timeout)
+        return out
+
+    def skill_names(self) -> list[str]:
+        names: list[str] = []
+        for expr, _ in self.steps or ():
+            names.extend(compile_expression(expr).names)
+        return list(dict.fromkeys(names))
 
 
 @dataclass(frozen=True)
 class AgentConf:
     queues: tuple[str, ...]
     max_requests: dict[str, int] = field(default_factory=dict)
+    attributes: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -111,7 +134,13 @@ class MTask:
     assigned: str | None = None
     exclude: str | None = None  # a transfer is never offered to the agent that made it
     sla_ms: int | None = None  # a named-agent task's time to accept
-    parked: bool = False  # in its queue's waiting set
+    parked: str = ""  # "q": in its queue's waiting sets; "p": waiting for its preferred agent only
+    step: int | None = None  # a queue with steps
+    steps: int | None = None
+    next_step: int | None = None  # model ms
+    pref: str | None = None  # preferredAgentId
+    pref_until: int | None = None  # model ms
+    pref_off: bool = False  # the window ended early (the preferred agent let it go)
 
     @property
     def live(self) -> bool:
@@ -136,6 +165,7 @@ class MAgent:
     id: str
     queues: tuple[str, ...]
     overrides: dict[str, int]
+    attributes: dict[str, Any] = field(default_factory=dict)
     state: str = "LOGOUT"
     reason: str | None = None
     mrds: dict[str, MMrdState] = field(default_factory=dict)
@@ -147,7 +177,8 @@ class Model:
         self.now = 0
         self.seq = 0
         self.tasks: dict[str, MTask] = {}
-        self.agents = {a: MAgent(a, c.queues, dict(c.max_requests), mrds={m: MMrdState() for m in config.mrds})
+        self.agents = {a: MAgent(a, c.queues, dict(c.max_requests), dict(c.attributes),
+                                 mrds={m: MMrdState() for m in config.mrds})
                        for a, c in config.agents.items()}
         self.timers: dict[str, int] = {}  # member -> deadline (model ms)
         # What a step published that the test compares: in order.
@@ -163,7 +194,30 @@ class Model:
         return [t for t in self.tasks.values() if t.conv == conv]
 
     def waiting(self, queue: str) -> list[MTask]:
-        return sorted((t for t in self.tasks.values() if t.parked and t.queue == queue), key=wait_key)
+        """Tasks in the queue's waiting sets (not those waiting for a preferred agent)."""
+        return sorted((t for t in self.tasks.values() if t.parked == "q" and t.queue == queue),
+                      key=wait_key)
+
+    def queued(self, queue: str) -> list[MTask]:
+        """Every waiting task of the queue, preferred-only ones included."""
+        return [t for t in self.tasks.values() if t.parked and t.queue == queue]
+
+    def first_step(self, agent: str, queue: str) -> int | None:
+        """The smallest step whose expression the member's attributes
+        satisfy (0: none); None for a queue without steps."""
+        q = self.cfg.queues[queue]
+        if q.steps is None:
+            return None
+        attrs = self.agents[agent].attributes
+        return next((k for k, (expr, _) in enumerate(q.steps, 1)
+                     if evaluate(compile_expression(expr).code, attrs)), 0)
+
+    def may_serve(self, agent: str, t: MTask) -> bool:
+        """A member whose first step the task's step has reached."""
+        if t.queue not in self.agents[agent].queues:
+            return False
+        fs = self.first_step(agent, t.queue)
+        return fs is None or 0 < fs <= (t.step or 0)
 
     def held(self, agent: str, mrd: str) -> int:
         """Slots in use: every open media of the agent's tasks on the MRD, and
@@ -232,6 +286,7 @@ class Model:
     def _reserve(self, t: MTask, m: MMedia, agent: str) -> None:
         if t.parked:
             self._unqueue(t)
+        t.next_step = None
         m.state = "RESERVED"
         t.assigned = agent
         t.exclude = None
@@ -240,12 +295,50 @@ class Model:
         self.reserved.append((t.id, agent))
 
     def _unqueue(self, t: MTask) -> None:
-        t.parked = False
-        self.timers.pop(f"ttl|{t.id}", None)
+        t.parked = ""
+        for kind in ("ttl", "step", "pref"):
+            self.timers.pop(f"{kind}|{t.id}", None)
+        t.next_step = None
+
+    def _window_open(self, t: MTask) -> bool:
+        return t.pref is not None and not t.pref_off and self.now < t.pref_until
 
     def _park(self, t: MTask) -> None:
-        t.parked = True
+        if self._window_open(t):
+            t.parked = "p"
+            self.timers[f"pref|{t.id}"] = t.pref_until
+        else:
+            t.parked = "q"
+            if t.next_step is not None:
+                self.timers[f"step|{t.id}"] = t.next_step
         self.timers[f"ttl|{t.id}"] = t.ttl_deadline
+
+    def _set_step(self, t: MTask) -> None:
+        """The step t's age has reached in its queue, and the next one's start."""
+        q = self.cfg.queues[t.queue]
+        if q.steps is None:
+            t.step = t.steps = t.next_step = None
+            return
+        starts = q.step_starts()
+        age = self.now - t.enqueue
+        k = max(i for i, s in enumerate(starts, 1) if age >= s)
+        t.step, t.steps = k, len(starts)
+        t.next_step = t.enqueue + starts[k] if k < len(starts) else None
+        if self._window_open(t):
+            t.next_step = None
+
+    def _score(self, agent: str, q: QueueConf, queue: str) -> tuple[float, ...]:
+        """The selection order of the queue's policy (lower first)."""
+        a = self.agents[agent]
+        la = a.mrds[q.mrd].la
+        if q.policy == "LEAST_ACTIVE":
+            return (self.held(agent, q.mrd), la)
+        if q.policy == "LEAST_LOADED":
+            return (min(4095, self.held(agent, q.mrd) * 4096 // self.max_requests(agent, q.mrd)), la)
+        if q.policy in ("MOST_SKILLED", "LEAST_SKILLED"):
+            level = max(0, min(4095, int(skill_score(q.skill_names(), a.attributes) // 1)))
+            return ((4095 - level) if q.policy == "MOST_SKILLED" else level, la)
+        return (la,)
 
     def _best_agent(self, t: MTask) -> str | None:
         """The queue's best available agent: the longest available, or the
@@ -254,19 +347,29 @@ class Model:
         q = self.cfg.queues[t.queue]
         skip = self.conversation_agents(t.conv, t.mrd) | {t.exclude}
         cands = [a for a in self.agents.values()
-                 if t.queue in a.queues and a.id not in skip and self.available(a.id, q.mrd)]
+                 if self.may_serve(a.id, t) and a.id not in skip and self.available(a.id, q.mrd)]
         if not cands:
             return None
-
-        def score(a: MAgent) -> tuple[int, ...]:
-            la = a.mrds[q.mrd].la
-            if q.policy == "LEAST_ACTIVE":
-                return (self.held(a.id, q.mrd), la)
-            return (la,)
-
-        return min(cands, key=lambda a: (score(a), a.id)).id
+        return min(cands, key=lambda a: (self._score(a.id, q, t.queue), a.id)).id
 
     def _route_task(self, t: MTask) -> None:
+        self._set_step(t)
+        if t.pref is not None and self._window_open(t):
+            if self.available(t.pref, t.mrd) and t.pref not in self.conversation_agents(t.conv, t.mrd):
+                self._reserve(t, t.media[0], t.pref)
+            else:
+                self._park(t)
+            return
+        agent = self._best_agent(t)
+        if agent:
+            self._reserve(t, t.media[0], agent)
+        else:
+            self._park(t)
+
+    def _restep(self, t: MTask) -> None:
+        """A step or preferred-window deadline: the step by age, routed again."""
+        self._unqueue(t)
+        self._set_step(t)
         agent = self._best_agent(t)
         if agent:
             self._reserve(t, t.media[0], agent)
@@ -281,8 +384,11 @@ class Model:
         (higher priority, then earlier request), again while it has room."""
         a = self.agents[agent]
         while self.available(agent, mrd):
-            cands = [t for q in a.queues if self.cfg.queues[q].mrd == mrd
-                     for t in self.waiting(q) if self._may_offer(t, agent)]
+            cands = [t for t in self.tasks.values() if t.parked == "p" and t.pref == agent
+                     and t.mrd == mrd and self._may_offer(t, agent)]
+            if not cands:
+                cands = [t for q in a.queues if self.cfg.queues[q].mrd == mrd
+                         for t in self.waiting(q) if self._may_offer(t, agent) and self.may_serve(agent, t)]
             if not cands:
                 return
             best = min(cands, key=wait_key)
@@ -349,6 +455,9 @@ class Model:
                             mrd=t.mrd, priority=t.priority, media_state="QUEUED",
                             session=t.media[0].session, metadata=t.metadata, ttl_ms=None,
                             request_id=t.request_id, keep_from=t)
+        # The request keeps its preferred agent, unless that agent let it go.
+        nt.pref, nt.pref_until = t.pref, t.pref_until
+        nt.pref_off = t.pref_off or (t.pref is not None and t.pref == t.assigned)
         self._route_task(nt)
 
     def _offer_named(self, t: MTask, agent: str) -> None:
@@ -402,15 +511,72 @@ class Model:
 
     def push_task(self, conv: str, queue: str, *, priority: int = 1, ttl_ms: int | None = None,
                   session: dict | None = None, metadata: dict | None = None,
-                  direction: str = "INBOUND") -> MTask:
+                  direction: str = "INBOUND", preferred: str | None = None,
+                  preferred_ms: int | None = None) -> MTask:
         q = self.cfg.queues.get(queue)
         if q is None:
             refuse(NotFound, f"queue {queue}")
+        if preferred is not None:
+            self._agent(preferred)
+        elif q.rtla_ms is not None and direction == "INBOUND":
+            preferred, preferred_ms = self._last_agent(conv), q.rtla_ms
         t = self._new_task(conv=conv, direction=direction, mode="QUEUE", queue=queue, mrd=q.mrd,
                            priority=priority, media_state="QUEUED", session=session or {},
                            metadata=metadata or {}, ttl_ms=ttl_ms or q.ttl_ms)
+        if preferred is not None:
+            t.pref, t.pref_until = preferred, self.now + (preferred_ms or 30_000)
         self._route_task(t)
         return t
+
+    def _last_agent(self, conv: str) -> str | None:
+        """The agent of the conversation's newest task with an answered media."""
+        for t in sorted(self.conversation(conv), key=lambda t: (t.created, t.seq), reverse=True):
+            if t.assigned and any(m.answered for m in t.media):
+                return t.assigned
+        return None
+
+    def put_agent(self, agent: str, queues: tuple[str, ...], attributes: dict[str, Any]) -> MAgent:
+        """An existing agent's queues and attributes change: it takes what it now may."""
+        a = self._agent(agent)
+        a.queues, a.attributes = queues, dict(attributes)
+        for m in sorted(self.cfg.mrds):
+            self._route_agent(agent, m)
+        return a
+
+    def put_queue(self, queue: str, conf: QueueConf) -> None:
+        """A queue's policy, steps or routeToLastAgent change (same MRD)."""
+        old = self.cfg.queues[queue]
+        self.cfg.queues[queue] = conf
+        if old.policy == conf.policy and old.steps == conf.steps:
+            return
+        if old.steps != conf.steps:
+            for t in self.queued(queue):
+                before = (t.step, t.steps, t.next_step)
+                parked = t.parked
+                self._set_step(t)
+                if parked == "p":
+                    t.next_step = None
+                after = (t.step, t.steps, t.next_step)
+                if after != before:
+                    self._unqueue(t)
+                    t.step, t.steps, t.next_step = after
+                    self._park(t)
+        self._route_available(conf.mrd)
+
+    def _route_available(self, mrd: str) -> None:
+        """After a config change: each queue of the MRD in name order, each of
+        its availability indexes (per step) in selection order, takes work."""
+        for qid in sorted(self.cfg.queues):
+            q = self.cfg.queues[qid]
+            if q.mrd != mrd:
+                continue
+            for k in range(1, len(q.steps) + 1) if q.steps else [None]:
+                index = [a for a in sorted(self.agents) if qid in self.agents[a].queues
+                         and self.available(a, mrd) and self.first_step(a, qid) == k]
+                for a in sorted(index, key=lambda a: (self._score(a, q, qid), a)):
+                    if not self.waiting(qid):
+                        break
+                    self._route_agent(a, mrd)
 
     def accept(self, task_id: str, media_id: str, agent: str | None) -> MTask:
         t = self._task(task_id)
@@ -618,6 +784,9 @@ class Model:
             elif kind == "wrap" and t.state == "WRAP_UP":
                 self._end(t, "WRAP_UP_EXPIRED")
                 fired += 1
+            elif (kind == "step" and t.parked == "q") or (kind == "pref" and t.parked == "p"):
+                self._restep(t)
+                fired += 1
         return fired
 
     # Views, in the shapes the test compares (times left out; see check_times)
@@ -628,6 +797,9 @@ class Model:
             "state": t.state, "reasonCode": t.reason, "assignedTo": t.assigned,
             "direction": t.direction, "mode": t.mode, "queueId": t.queue, "mrdId": t.mrd,
             "priority": t.priority, "metadata": t.metadata,
+            "routing": {"step": t.step, "steps": t.steps, "preferredAgentId": t.pref,
+                        "nextStepIn": None if t.next_step is None else t.next_step - t.enqueue,
+                        "preferredFor": None if t.pref_until is None else t.pref_until - t.enqueue},
             "media": [{"id": m.id, "mrdId": m.mrd, "state": m.state, "queueId": m.queue,
                        "answered": m.answered, "requestSession": m.session} for m in t.media],
         }
@@ -650,7 +822,7 @@ class Model:
             if queue in a.queues:
                 st = self.shown(a.id, q.mrd)
                 counts[st] = counts.get(st, 0) + 1
-        return {"waiting": len(self.waiting(queue)), "agents": counts}
+        return {"waiting": len(self.queued(queue)), "agents": counts}
 
     def listed(self, tasks: list[MTask]) -> list[MTask]:
         """List order: oldest first, then by id number."""
