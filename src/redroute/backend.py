@@ -24,7 +24,7 @@ import redis.asyncio as aioredis
 from redis._parsers import AsyncCommandsParser
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
+from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import (
     ClusterDownError,
     ClusterError,
@@ -337,6 +337,19 @@ def connect(url: str | None = None, **kwargs: Any) -> Any:
     import fakeredis
 
     return fakeredis.FakeAsyncRedis(server=embedded_server(), decode_responses=True)
+
+
+def connect_service(url: str | None = None) -> Any:
+    """The client of a long-running process (`serve`, `worker`): connect(),
+    plus, on a single Redis, one retry on a broken connection, so the pooled
+    connections a Redis restart left stale reconnect instead of each failing
+    one request. Timeouts are not retried: the script may have run, and
+    running it twice would not be safe. A cluster client has its own retry
+    policy (topology refreshes)."""
+    url = url if url is not None else os.environ.get("REDIS_URL") or None
+    if not url or parse_cluster_url(url) is not None:
+        return connect(url)
+    return connect(url, retry=Retry(NoBackoff(), 1, (RedisConnectionError,)))
 
 
 def is_embedded(client: Any) -> bool:

@@ -47,3 +47,16 @@ def from_reply(message: str) -> RedrouteError | None:
     code, _, detail = message.partition(" ")
     cls = _BY_CODE.get(code)
     return cls(detail) if cls else None
+
+
+class StartupError(Exception):
+    """A process cannot start (the port is taken, Redis does not answer): the
+    command prints the message, one line, and exits with exit_code."""
+
+    exit_code = 1
+
+
+class ConfigError(StartupError, ValueError):
+    """The configuration itself is wrong (flags, environment, key file)."""
+
+    exit_code = 2

@@ -121,3 +121,19 @@ async def test_check_of_an_invalid_tenant_name_exits_2(redis_server: RedisProces
     done = run_check(redis_server.url, "--tenant", "a{b}")
     assert done.returncode == 2
     assert "tenant must be" in done.stderr
+
+
+async def test_check_of_a_tenant_that_is_not_registered_exits_1_and_says_so(
+        live, redis_server: RedisProcess):
+    done = run_check(redis_server.url, "--tenant", "acme", "--tenant", "acmee")
+    assert done.returncode == 1
+    assert done.stdout.splitlines() == [
+        "tenant acmee: not registered (not in rr:tenants): nothing to check",
+        "tenant acme: OK (2 live tasks, 0 closed, 2 agents)",
+    ]
+    done = run_check(redis_server.url, "--tenant", "acmee", "--json")
+    assert done.returncode == 1
+    out = json.loads(done.stdout)
+    assert out["ok"] is False and out["tenants"] == {"acmee": {"ok": False, "registered": False}}
+    assert not await live.exists("rr:{acmee}:agents")  # looking registered nothing
+    assert "acmee" not in await live.smembers("rr:tenants")

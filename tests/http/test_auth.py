@@ -248,7 +248,7 @@ def test_key_formats(tmp_path: Path) -> None:
 def test_serve_flags(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import argparse
 
-    from redroute.cli.serve import add_arguments, config_from_args
+    from redroute.cli.serve import add_arguments, settings_from_args
 
     f = tmp_path / "keys.json"
     f.write_text(json.dumps({"fk": "filetenant"}))
@@ -259,9 +259,9 @@ def test_serve_flags(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     add_arguments(p)
     p.add_argument("--redis-url", default=None)
     p.add_argument("--log-level", default="INFO")
-    cfg = config_from_args(p.parse_args(["--api-keys-file", str(f), "--protect-ops"]))
+    cfg = settings_from_args(p.parse_args(["--api-keys-file", str(f), "--protect-ops"]))
     assert cfg.api_keys == {"fk": "filetenant"} and cfg.protect_ops
-    cfg = config_from_args(p.parse_args([]))
+    cfg = settings_from_args(p.parse_args([]))
     assert cfg.api_keys is None and not cfg.protect_ops
     monkeypatch.setenv("REDROUTE_API_KEYS", "t1:k1")
     monkeypatch.setenv("REDROUTE_PROTECT_OPS", "1")
@@ -269,7 +269,7 @@ def test_serve_flags(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     add_arguments(p)
     p.add_argument("--redis-url", default=None)
     p.add_argument("--log-level", default="INFO")
-    cfg = config_from_args(p.parse_args([]))
+    cfg = settings_from_args(p.parse_args([]))
     assert cfg.api_keys == {"k1": "t1"} and cfg.protect_ops
 
 

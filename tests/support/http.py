@@ -167,9 +167,9 @@ class ThreadServer:
             self._loop.close()
 
     async def _serve(self) -> None:
-        from redroute.cli.serve import redis_client
+        from redroute.backend import connect_service
 
-        redis = redis_client(self.redis_url)
+        redis = connect_service(self.redis_url)
         worker = TimerWorker(redis) if self.timer_worker else None
         srv = await start_server(redis, settings=self.settings, worker=worker)
         self.url = srv.url

@@ -1,38 +1,43 @@
 """The `redroute` command. Each subcommand has its own module in this
 package; this one only wires them to the command line. Settings come from
-flags, or from environment variables of the same name (REDIS_URL, …)."""
+flags, or from the environment variables each flag's help names.
+
+A command that cannot start prints one line, `redroute <command>: <why>`,
+on stderr and exits 2 for a configuration error, 1 for anything else
+(port taken, Redis not answering): never a traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 
+from .. import __version__
+from ..errors import StartupError
+from ..logs import TEXT_FORMAT
 from . import check, events, serve, worker
-
-
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--redis-url", default=os.environ.get("REDIS_URL") or None,
-                   help="Redis URL (env REDIS_URL); the embedded backend when unset")
-    p.add_argument("--log-level", default=os.environ.get("REDROUTE_LOG_LEVEL", "INFO"))
+from .options import HELP
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="redroute", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="redroute", description=__doc__.splitlines()[0],
+                                     formatter_class=HELP)
+    parser.add_argument("--version", action="version", version=f"redroute {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    worker.add_parser(sub, _common)
-    serve.add_parser(sub, _common)
-    events.add_parser(sub, _common)
-    check.add_parser(sub, _common)
+    for command in (serve, worker, events, check):
+        command.add_parser(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=getattr(args, "log_level", "INFO"),
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    return args.func(args)
+    logging.basicConfig(level=getattr(args, "log_level", "INFO"), format=TEXT_FORMAT)
+    try:
+        return args.func(args)
+    except StartupError as e:
+        print(f"redroute {args.command}: {e}", file=sys.stderr)
+        return e.exit_code
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 tenant, or of every tenant listed in rr:tenants, on a live Redis.
 
 Exit status: 0 when every tenant checked holds them, 1 when any violation
-is found, 2 when the check could not run (no Redis URL, Redis unavailable).
+is found or a tenant named is not registered, 2 when the check could not run
+(no Redis URL, Redis unavailable).
 
 A live system keeps changing while the check reads it key by key, so a
 reading can catch a change half-read. When the first reading of a tenant
@@ -16,32 +17,34 @@ import argparse
 import asyncio
 import json
 import sys
-from collections.abc import Callable
 from typing import Any
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from .. import validation
 from ..backend import connect
 from ..checks.invariants import Report, check
 from ..engine import Engine
-from ..errors import RedisUnavailable, ValidationError
+from ..errors import ConfigError, RedisUnavailable, ValidationError
 from ..keys import TENANTS
+from ..settings import check_redis_url
+from .options import HELP, common
 
 
-def add_parser(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
+def add_parser(sub: Any) -> None:
     p = sub.add_parser("check", help="verify the invariants on a live Redis (exit 1 on a violation)",
-                       description=__doc__.split("\n\n")[0])
+                       description=__doc__.split("\n\n")[0], formatter_class=HELP)
     common(p)
     p.add_argument("--tenant", action="append", default=None,
-                   help="tenant to check (repeatable); default: every tenant in rr:tenants")
+                   help="tenant to check (repeatable); none: every tenant in rr:tenants")
     p.add_argument("--no-events", action="store_true",
-                   help="skip the check that the event stream carries every task's and agent's state")
+                   help="skip the check that the event stream carries every task's and agent's state (default: off)")
     p.add_argument("--overdue-ms", type=int, default=None,
                    help="also report deadlines overdue by more than this (is a timer worker running?)")
     p.add_argument("--settle", type=float, default=1.0,
                    help="seconds before reading a tenant again when the first reading finds violations")
-    p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of text (default: off)")
     p.set_defaults(func=cmd_check)
 
 
@@ -54,26 +57,31 @@ async def check_tenant(engine: Engine, *, events: bool, overdue_ms: int | None,
     return report
 
 
-async def _run(args: argparse.Namespace) -> dict[str, Report]:
+async def _run(args: argparse.Namespace) -> tuple[dict[str, Report], list[str]]:
+    """Reports of the tenants checked, and the tenants named that are not
+    registered (nothing of theirs to check: a typo, or the wrong Redis)."""
     redis = connect(args.redis_url)
     try:
-        tenants = args.tenant or sorted(await redis.smembers(TENANTS))
-        engine = Engine(redis, tenants[0]) if tenants else None
+        registered = set(await redis.smembers(TENANTS))
+        tenants = args.tenant or sorted(registered)
+        for t in tenants:
+            validation.check_tenant(t)
         out: dict[str, Report] = {}
         for t in tenants:
-            out[t] = await check_tenant(engine.for_tenant(t), events=not args.no_events,
-                                        overdue_ms=args.overdue_ms, settle=args.settle)
-        return out
+            if t in registered:
+                out[t] = await check_tenant(Engine(redis, t), events=not args.no_events,
+                                            overdue_ms=args.overdue_ms, settle=args.settle)
+        return out, [t for t in tenants if t not in registered]
     finally:
         await redis.aclose()
 
 
 def cmd_check(args: argparse.Namespace) -> int:
     if not args.redis_url:
-        print("redroute check: needs a live Redis: set REDIS_URL or --redis-url", file=sys.stderr)
-        return 2
+        raise ConfigError("needs a live Redis: set REDIS_URL or --redis-url")
+    check_redis_url(args.redis_url)
     try:
-        reports = asyncio.run(_run(args))
+        reports, unknown = asyncio.run(_run(args))
     except (RedisUnavailable, RedisConnectionError, RedisTimeoutError, OSError) as e:
         print(f"redroute check: Redis is unavailable: {e}", file=sys.stderr)
         return 2
@@ -82,13 +90,17 @@ def cmd_check(args: argparse.Namespace) -> int:
         return 2
     bad = sum(len(r.violations) for r in reports.values())
     if args.json:
-        print(json.dumps({"ok": bad == 0, "violations": bad, "tenants": {
-            t: {"ok": r.ok, "violations": r.violations, "tasksLive": r.tasks_live,
-                "tasksClosed": r.tasks_closed, "agents": r.agents}
-            for t, r in reports.items()}}, indent=2))
+        tenants: dict[str, Any] = {t: {"ok": False, "registered": False} for t in unknown}
+        tenants.update({t: {"ok": r.ok, "violations": r.violations,
+                            "tasksLive": r.tasks_live, "tasksClosed": r.tasks_closed,
+                            "agents": r.agents} for t, r in reports.items()})
+        print(json.dumps({"ok": bad == 0 and not unknown, "violations": bad,
+                          "tenants": tenants}, indent=2))
     else:
-        if not reports:
+        if not reports and not unknown:
             print("no tenant to check (rr:tenants is empty)")
+        for t in unknown:
+            print(f"tenant {t}: not registered (not in {TENANTS}): nothing to check")
         for t, r in reports.items():
             counts = f"{r.tasks_live} live tasks, {r.tasks_closed} closed, {r.agents} agents"
             if r.ok:
@@ -97,4 +109,4 @@ def cmd_check(args: argparse.Namespace) -> int:
                 print(f"tenant {t}: {len(r.violations)} violation(s) ({counts})")
                 for v in r.violations:
                     print(f"  - {v}")
-    return 1 if bad else 0
+    return 1 if bad or unknown else 0

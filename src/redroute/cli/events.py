@@ -8,7 +8,6 @@ import asyncio
 import json
 import os
 import sys
-from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -18,6 +17,7 @@ from ..engine import Engine
 from ..events.model import Event
 from ..events.stream import StreamGap, StreamReader, parse_id
 from ..model import EventType
+from .options import HELP, common
 
 
 def _open(url: str | None) -> Any:
@@ -120,14 +120,16 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return asyncio.run(_replay(args))
 
 
-def add_parser(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
+def add_parser(sub: Any) -> None:
     """Adds `events tail` and `events replay` to the redroute command."""
-    ev = sub.add_parser("events", help="follow the event stream, or check it against the state")
+    ev = sub.add_parser("events", help="follow the event stream, or check it against the state",
+                        formatter_class=HELP)
     evsub = ev.add_subparsers(dest="events_command", required=True)
-    tenant_help = "tenant (env REDROUTE_TENANT, default 'default')"
+    tenant_help = "tenant [env REDROUTE_TENANT]"
     tenant = os.environ.get("REDROUTE_TENANT", "default")
 
-    t = evsub.add_parser("tail", help="print events as they are appended, one line each")
+    t = evsub.add_parser("tail", help="print events as they are appended, one line each",
+                         formatter_class=HELP)
     common(t)
     t.add_argument("--tenant", default=tenant, help=tenant_help)
     t.add_argument("--type", action="append", choices=[x.value for x in EventType],
@@ -137,15 +139,16 @@ def add_parser(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> N
     t.add_argument("--conversation", help="only events about this conversation's tasks")
     t.add_argument("--from", dest="start", default="$", metavar="ID",
                    help="start after this stream id; '0' for every retained event, "
-                        "'$' (default) for new ones only")
+                        "'$' for new ones only")
     t.add_argument("--count", type=int, help="exit after printing this many events")
-    t.add_argument("--json", action="store_true", help="print each event as JSON")
+    t.add_argument("--json", action="store_true", help="print each event as JSON (default: off)")
     t.set_defaults(func=cmd_tail)
 
     r = evsub.add_parser(
         "replay", help="rebuild tasks, agents and queues from the stream and compare with Redis",
         description="Exit status: 0 when the stream rebuilds the state exactly, 1 when they "
-                    "differ (each difference is printed), 2 when retention trimmed the stream.")
+                    "differ (each difference is printed), 2 when retention trimmed the stream.",
+        formatter_class=HELP)
     common(r)
     r.add_argument("--tenant", default=tenant, help=tenant_help)
     r.set_defaults(func=cmd_replay)

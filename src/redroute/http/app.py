@@ -27,11 +27,12 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .. import validation as v
-from ..engine import DEFAULT_EVENTS_MAXLEN, DEFAULT_RETENTION_MS, Engine, default_runner
+from ..engine import Engine, default_runner
 from ..errors import RedisUnavailable, RedrouteError
 from ..keys import HEARTBEAT
 from ..model import ID_PATTERN
 from ..scripts import ScriptRunner
+from ..settings import Settings
 from ..timers import TimerWorker
 from . import schemas as s
 from .auth import TENANT_KEY, KeyRing, auth_middleware, security_components
@@ -51,21 +52,6 @@ from .routes import ROUTES, Operation
 from .sse import EventHub, Filter, gap_event, stream, trimmed_after
 
 log = logging.getLogger("redroute.http")
-
-
-@dataclass
-class Settings:
-    max_body_bytes: int = 256 * 1024
-    sse_keepalive: float = 15.0  # seconds between keep-alive comments
-    sse_queue_size: int = 1024  # entries buffered per SSE client before it is dropped
-    sse_block_ms: int = 1000  # XREAD BLOCK; below the Redis socket timeout
-    require_timer_worker: bool = True  # /healthz fails without a worker heartbeat
-    tenant_cache: int = 4096
-    events_maxlen: int = DEFAULT_EVENTS_MAXLEN  # approximate MAXLEN of each event stream
-    retention_ms: int = DEFAULT_RETENTION_MS  # closed tasks stay readable this long
-    # API key -> tenant (auth.py); None/empty: no authentication at all
-    api_keys: dict[str, str] | None = None
-    protect_ops: bool = False  # /healthz and /metrics need a key too (any tenant's)
 
 
 @dataclass

@@ -26,7 +26,7 @@ from typing import Any
 from aiohttp import web
 
 from .. import validation as v
-from ..errors import ValidationError
+from ..errors import ConfigError, ValidationError
 from .problem import FORBIDDEN, UNAUTHORIZED, Problem
 
 # request[TENANT_KEY]: the authenticated tenant (a typed key on aiohttp >= 3.12)
@@ -36,7 +36,7 @@ OPS_PATHS = frozenset({"/healthz", "/metrics"})
 REALM = 'Bearer realm="redroute"'
 
 
-class ApiKeyError(ValueError):
+class ApiKeyError(ConfigError):
     """A malformed key configuration (bad format, bad tenant, empty key)."""
 
 
