@@ -252,7 +252,8 @@ class TimerWorker:
             self._next_full = 0.0  # a wake-up naming no tenant: look at all
         self._wake.set()
 
-    async def _listen_on(self, client: Any, where: str) -> None:
+    async def _listen_on(self, client: Any, where: str,
+                         on_subscribed: Callable[[], None] | None = None) -> None:
         """Subscribes on one server and sets the wake flag on its expiries and
         rr:wake messages until an error (raised) or stop()."""
         pubsub = client.pubsub(ignore_subscribe_messages=True)
@@ -260,6 +261,8 @@ class TimerWorker:
             await pubsub.subscribe(WAKE_CHANNEL)
             await pubsub.psubscribe(EXPIRED_PATTERN)
             log.debug("timer wake-ups: listening on %s", where)
+            if on_subscribed is not None:
+                on_subscribed()
             while not self._stopping:
                 msg = await pubsub.get_message(timeout=1.0)
                 if msg is not None:
@@ -274,14 +277,27 @@ class TimerWorker:
         if is_cluster(self.pubsub_redis):
             await self._listen_cluster()
             return
+        lost_since: float | None = None
+
+        def subscribed() -> None:
+            nonlocal lost_since
+            if lost_since is not None:
+                log.info("timer wake-up listener connected again after %.1f s",
+                         time.monotonic() - lost_since)
+                lost_since = None
+
         while not self._stopping:
             try:
-                await self._listen_on(self.pubsub_redis, "redis")
+                await self._listen_on(self.pubsub_redis, "redis", subscribed)
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError) as e:
-                log.warning("timer wake-up listener lost its connection: %s", e)
-                await asyncio.sleep(0.5)
+                # Once per outage: it retries every retry_after until Redis is back.
+                if lost_since is None:
+                    lost_since = time.monotonic()
+                    log.warning("timer wake-up listener lost its connection, retrying until "
+                                "it is back: %s", e)
+                await asyncio.sleep(self.retry_after)
 
     # Redis Cluster: one subscription per master
 

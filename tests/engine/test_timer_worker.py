@@ -206,3 +206,36 @@ async def test_two_workers_never_fire_one_deadline_twice(redis_server):
                 and e.task["state"]["reasonCode"] == "RONA")
     assert ronas >= 15  # reserved tasks nobody accepted went the RONA path
     await redis.aclose()
+
+
+async def test_a_lost_listener_connection_is_logged_once_per_outage(
+        caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+    import shutil
+
+    from redroute.backend import connect_service
+    from tests.support.redis_server import start_redis
+
+    rp = start_redis()
+    redis = connect_service(rp.url)
+    worker = TimerWorker(redis, max_sleep=0.2, retry_after=0.05)
+
+    def said(text: str) -> int:
+        return sum(text in r.getMessage() for r in caplog.records)
+
+    caplog.set_level(logging.INFO, logger="redroute.timers")
+    run = asyncio.create_task(worker.run())
+    try:
+        for outage in (1, 2):
+            rp.stop()
+            await asyncio.sleep(1.5)  # about 30 reconnection attempts
+            assert said("listener lost its connection") == outage
+            rp.start()
+            assert await wait_for(
+                lambda: asyncio.sleep(0, said("listener connected again") == outage), 10)
+    finally:
+        worker.stop()
+        await asyncio.wait_for(run, 10)
+        await redis.aclose()
+        rp.stop()
+        shutil.rmtree(rp.dir, ignore_errors=True)

@@ -9,16 +9,16 @@ import shutil
 
 import aiohttp
 
-from redroute.cli.serve import redis_client
+from redroute.backend import connect_service
 from redroute.http import Settings
 from tests.support.http import record, start_server
-from tests.support.redis_server import start_redis
+from tests.support.redis_server import free_port, start_redis
 
 
 async def test_redis_outage_and_recovery() -> None:
     # A private Redis (not the session one) with AOF, so its data survives the restart
     rp = start_redis("--appendonly", "yes")
-    redis = redis_client(rp.url)  # as `redroute serve` makes it
+    redis = connect_service(rp.url)  # as `redroute serve` makes it
     srv = await start_server(redis, settings=Settings(sse_keepalive=0.3,
                                                       require_timer_worker=False))
     try:
@@ -74,3 +74,23 @@ async def test_redis_outage_and_recovery() -> None:
         await redis.aclose()
         rp.stop()
         shutil.rmtree(rp.dir, ignore_errors=True)
+
+
+async def test_the_503_detail_says_redis_is_unavailable_once() -> None:
+    redis = connect_service(f"redis://127.0.0.1:{free_port()}/0")  # nothing listens there
+    srv = await start_server(redis, settings=Settings(require_timer_worker=False))
+    try:
+        async with aiohttp.ClientSession() as s:
+            for method, path, body in [
+                ("PUT", "/v1/mrds/chat", {}),  # the engine's RedisUnavailable
+                ("GET", "/v1/events", None),  # a client ConnectionError
+            ]:
+                async with s.request(method, srv.url + path, json=body) as r:
+                    assert r.status == 503
+                    p = await r.json()
+                assert p["title"] == "Redis unavailable"
+                assert p["detail"].startswith("Redis is unavailable: "), p
+                assert p["detail"].count("unavailable") == 1, p
+    finally:
+        await srv.stop()
+        await redis.aclose()

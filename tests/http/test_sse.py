@@ -259,3 +259,50 @@ async def test_resume_within_retention_has_no_gap_event(server: Server) -> None:
                     lines.append(line)
     assert not any(b"STREAM_GAP" in x for x in lines)
     assert any(x.startswith(b"event: TASK_STATE_CHANGED") for x in lines)
+
+
+@pytest.mark.parametrize("params,headers,named", [
+    ({"lastEventId": "banana"}, {}, "query.lastEventId"),
+    ({}, {"Last-Event-ID": "banana"}, "header Last-Event-ID"),
+    ({"agentId": "a{b}"}, {}, "query.agentId"),
+])
+async def test_a_bad_parameter_is_named_in_the_problem(server: Server, params: dict,
+                                                       headers: dict, named: str) -> None:
+    async with aiohttp.ClientSession() as s, s.get(server.url + "/v1/events", params=params,
+                                                   headers=headers) as r:
+        assert r.status == 422
+        problem = await r.json()
+    assert problem["detail"].startswith(f"{named}: ")
+    assert [e["loc"] for e in problem["errors"]] == [named]
+
+
+async def sse_clients(c: Client) -> float:
+    line = next(x for x in (await c.metrics()).splitlines()
+                if x.startswith("redroute_sse_clients "))
+    return float(line.split()[1])
+
+
+async def test_the_client_gauge_drops_when_the_client_leaves_not_at_the_next_keepalive(
+        redis_server: RedisProcess) -> None:
+    redis = aioredis.from_url(redis_server.url, decode_responses=True)
+    await redis.flushall()
+    srv = await start_server(redis, settings=Settings(sse_keepalive=60,
+                                                      require_timer_worker=False))
+    try:
+        async with aiohttp.ClientSession() as s:
+            r = await s.get(srv.url + "/v1/events")
+            assert await r.content.readline() == b"retry: 1000\n"
+            for _ in range(100):
+                if srv.state.hub.clients == 1:
+                    break
+                await asyncio.sleep(0.01)
+            assert await sse_clients(srv.client) == 1
+            r.close()  # the client goes away, with no event and no keep-alive due
+        left = asyncio.get_running_loop().time()
+        while await sse_clients(srv.client) != 0:
+            assert asyncio.get_running_loop().time() - left < 2, "the gauge did not drop"
+            await asyncio.sleep(0.05)
+        assert srv.state.hub.clients == 0
+    finally:
+        await srv.stop()
+        await redis.aclose()

@@ -156,8 +156,9 @@ async def problems_and_metrics(
         resp = from_http_exception(e).response()
     except REDIS_DOWN as e:
         st.metrics.redis_errors.labels("http").inc()
-        resp = Problem(503, REDIS_UNAVAILABLE, f"Redis is unavailable: {e}",
-                       headers={"Retry-After": "1"}).response()
+        # The engine's RedisUnavailable already says so; a client error does not.
+        detail = e.detail if isinstance(e, RedisUnavailable) else f"Redis is unavailable: {e}"
+        resp = Problem(503, REDIS_UNAVAILABLE, detail, headers={"Retry-After": "1"}).response()
     except RedrouteError as e:
         resp = Problem(e.status, e.code, e.detail, title=e.title).response()
     except (ConnectionResetError, asyncio.CancelledError):
@@ -183,22 +184,22 @@ async def events(request: web.Request) -> web.StreamResponse:
     st = request.app[STATE]
     engine = st.engine(_tenant(request))
     q = request.query
-    try:
-        types: frozenset[str] | None = None
-        if "type" in q:
-            names = [n.strip() for raw in q.getall("type") for n in raw.split(",") if n.strip()]
-            bad = [n for n in names if n not in s.EVENT_TYPES]
-            if bad:
-                raise bad_request(f"type must be among {', '.join(s.EVENT_TYPES)}; got {bad[0]!r:.40}",
-                                  status=422)
-            types = frozenset(names)
-        ids = {k: s.ID_ADAPTER.validate_python(q[k]) for k in ("agentId", "queueId", "conversationId")
-               if k in q}
-        after = request.headers.get("Last-Event-ID") or q.get("lastEventId") or None
-        if after is not None:
-            after = pydantic.TypeAdapter(s.StreamId).validate_python(after.strip())
-    except pydantic.ValidationError as e:
-        raise from_validation_error(e, "query") from None
+    types: frozenset[str] | None = None
+    if "type" in q:
+        names = [n.strip() for raw in q.getall("type") for n in raw.split(",") if n.strip()]
+        bad = [n for n in names if n not in s.EVENT_TYPES]
+        if bad:
+            raise bad_request(f"type must be among {', '.join(s.EVENT_TYPES)}; got {bad[0]!r:.40}",
+                              status=422)
+        types = frozenset(names)
+    ids = {k: _query_value(s.ID_ADAPTER, q[k], f"query.{k}")
+           for k in ("agentId", "queueId", "conversationId") if k in q}
+    after: str | None = None
+    if request.headers.get("Last-Event-ID"):
+        after = _query_value(STREAM_ID, request.headers["Last-Event-ID"].strip(),
+                             "header Last-Event-ID")
+    elif q.get("lastEventId"):
+        after = _query_value(STREAM_ID, q["lastEventId"].strip(), "query.lastEventId")
     wants = Filter(types, ids.get("agentId"), ids.get("queueId"), ids.get("conversationId"))
     feed = st.hub.feed(engine.tenant, engine.events_key)
     # The first Redis read comes before the response starts, so an
@@ -220,7 +221,7 @@ async def events(request: web.Request) -> web.StreamResponse:
             await resp.write(gap_event(after, gap))
         reason = await stream(feed, wants, start, resp.write, queue_size=st.settings.sse_queue_size,
                               keepalive=st.settings.sse_keepalive, first_page=first,
-                              on_drop=lambda: _close(request))
+                              on_drop=lambda: _close(request), gone=lambda: _gone(request))
     except (ConnectionResetError, ConnectionError, asyncio.CancelledError):
         reason = "client left"
     except REDIS_DOWN + (RedisError,) as e:
@@ -232,6 +233,22 @@ async def events(request: web.Request) -> web.StreamResponse:
     with contextlib.suppress(Exception):
         await resp.write_eof()
     return resp
+
+
+STREAM_ID = pydantic.TypeAdapter(s.StreamId)
+
+
+def _query_value(adapter: pydantic.TypeAdapter[Any], value: str, where: str) -> Any:
+    """A query parameter or header validated; a 422 naming it when invalid."""
+    try:
+        return adapter.validate_python(value)
+    except pydantic.ValidationError as e:
+        raise from_validation_error(e, where) from None
+
+
+def _gone(request: web.Request) -> bool:
+    transport = request.transport  # None once the connection is lost
+    return transport is None or transport.is_closing()
 
 
 def _close(request: web.Request) -> None:

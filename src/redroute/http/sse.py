@@ -84,6 +84,7 @@ class Subscriber:
     wants: Callable[[Entry], bool]
     queue: asyncio.Queue[Entry | None]
     on_drop: Callable[[], None] | None = None  # e.g. closes its connection
+    gone: Callable[[], bool] | None = None  # True once its client has disconnected
     ended: bool = False
     reason: str = ""
 
@@ -129,14 +130,24 @@ class TenantFeed:
                 self.task = asyncio.create_task(self._run(), name=f"sse-feed {self.key}")
 
     async def subscribe(self, wants: Callable[[Entry], bool], maxsize: int,
-                        on_drop: Callable[[], None] | None = None) -> Subscriber:
-        sub = Subscriber(wants, asyncio.Queue(maxsize), on_drop)
+                        on_drop: Callable[[], None] | None = None,
+                        gone: Callable[[], bool] | None = None) -> Subscriber:
+        sub = Subscriber(wants, asyncio.Queue(maxsize), on_drop, gone)
         await self.ensure_running()
         self.subscribers.add(sub)
         return sub
 
     def unsubscribe(self, sub: Subscriber) -> None:
         self.subscribers.discard(sub)
+
+    def end_departed(self) -> None:
+        """Ends the subscribers whose clients have disconnected. A client
+        waiting for events writes nothing until the next event or keep-alive,
+        so only this notices it leave in between."""
+        for sub in list(self.subscribers):
+            if sub.gone is not None and sub.gone():
+                self.subscribers.discard(sub)
+                sub.end("client left")
 
     def _fan_out(self, entries: list[Entry]) -> None:
         for e in entries:
@@ -206,15 +217,28 @@ class EventHub:
 
     def __init__(self, redis: Any, *, block_ms: int = 1000, queue_size: int = 1024,
                  on_redis_error: Callable[[Exception], None] | None = None,
-                 on_drop: Callable[[], None] | None = None) -> None:
+                 on_drop: Callable[[], None] | None = None,
+                 departed_every: float = 0.25) -> None:
         self.redis = redis
         self.block_ms = block_ms
         self.queue_size = queue_size
         self.on_redis_error = on_redis_error
         self.on_drop = on_drop
+        self.departed_every = departed_every
         self.feeds: dict[str, TenantFeed] = {}
+        self._watcher: asyncio.Task[None] | None = None
+
+    async def _watch_departures(self) -> None:
+        # One task for every client of the process, a few times a second.
+        while True:
+            await asyncio.sleep(self.departed_every)
+            for f in list(self.feeds.values()):
+                f.end_departed()
 
     def feed(self, tenant: str, key: str) -> TenantFeed:
+        if self._watcher is None or self._watcher.done():
+            self._watcher = asyncio.get_running_loop().create_task(
+                self._watch_departures(), name="sse-departures")
         f = self.feeds.get(tenant)
         if f is None:
             f = self.feeds[tenant] = TenantFeed(
@@ -227,6 +251,10 @@ class EventHub:
         return sum(len(f.subscribers) for f in self.feeds.values())
 
     async def close(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
         await asyncio.gather(*(f.close() for f in self.feeds.values()))
 
 
@@ -258,6 +286,7 @@ async def stream(
     feed: TenantFeed, wants: Filter, after: str | None, write: Callable[[bytes], Any],
     *, queue_size: int, keepalive: float, page: int = 500,
     first_page: list[Entry] | None = None, on_drop: Callable[[], None] | None = None,
+    gone: Callable[[], bool] | None = None,
 ) -> str:
     """Writes the SSE stream after `after` (None: from now on) until the
     client goes or is dropped; returns why it ended."""
@@ -277,7 +306,7 @@ async def stream(
             if len(pending) < page:
                 if sub is not None:
                     break
-                sub = await feed.subscribe(wants, queue_size, on_drop)
+                sub = await feed.subscribe(wants, queue_size, on_drop, gone)
             pending = await feed.range_after(sent, page)
         while True:
             if sub.ended:
