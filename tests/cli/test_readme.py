@@ -1,10 +1,12 @@
-"""The curl examples of README.md's API section work as written against a
-fresh `redroute serve` on the embedded backend (only the port differs)."""
+"""The curl examples of README.md's API and Security sections work as
+written against a fresh `redroute serve` on the embedded backend (only the
+port differs)."""
 
 from __future__ import annotations
 
 import json
 import re
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -60,3 +62,42 @@ def test_readme_curl_examples_work_as_written() -> None:
         assert sse.count("event: AGENT_RESERVED") == 3
         assert "event: NO_AGENT_AVAILABLE" in sse
         assert "redroute_queue_waiting" in by["/metrics"]
+        # The reason codes the comments name
+        assert json.loads(by["/v1/tasks/t-5"])["state"] == {
+            "name": "CLOSED", "reasonCode": "NO_AGENT_AVAILABLE"}
+        (chat,) = [m for m in json.loads(by["/v1/agents/agent-7"])["mrdStates"]
+                   if m["mrdId"] == "chat"]
+        assert (chat["state"], chat["reasonCode"]) == ("NOT_READY", "RONA")
+
+
+def section_blocks(title: str) -> list[list[str]]:
+    """The command lines of each bash block of a README section."""
+    text = README.read_text()
+    section = text[text.index(f"\n## {title}\n"):]
+    section = section[:section.find("\n## ", 1)]
+    return [[line for line in b.splitlines() if line.strip() and not line.startswith("#")]
+            for b in re.findall(r"```bash\n(.*?)```", section, re.S)]
+
+
+def test_readme_security_example_works_on_a_fresh_server(tmp_path) -> None:
+    if shutil.which("curl") is None:
+        pytest.skip("curl is not installed")
+    (write_keys, start), calls = section_blocks("Security")[:2]
+    subprocess.run(["bash", "-c", write_keys], cwd=tmp_path, check=True)
+    words = shlex.split(start)
+    assert words[:2] == ["redroute", "serve"]
+    args = [str(tmp_path / w) if (tmp_path / w).exists() else w for w in words[2:]]
+    with serve(*args) as (url, _proc, _log):
+        port = url.rsplit(":", 1)[1]
+        outputs = []
+        for cmd in calls:
+            run = cmd.replace("localhost:8080", f"localhost:{port}")
+            r = subprocess.run(["bash", "-c", run], capture_output=True, text=True, timeout=30)
+            assert r.returncode == 0, (cmd, r.stderr)
+            doc = json.loads(r.stdout)
+            expected = re.search(r"#\s*(\d{3})\b", cmd)
+            assert doc.get("status") == (int(expected.group(1)) if expected else None), (cmd, doc)
+            outputs.append(doc)
+    created, read, refused = outputs
+    assert created["id"] == read["id"] == "chat" and read["maxRequests"] == 2
+    assert refused["code"] == "UNAUTHORIZED"

@@ -232,7 +232,7 @@ async def test_a_lost_listener_connection_is_logged_once_per_outage(
             assert said("listener lost its connection") == outage
             rp.start()
             assert await wait_for(
-                lambda: asyncio.sleep(0, said("listener connected again") == outage), 10)
+                lambda n=outage: asyncio.sleep(0, said("listener connected again") == n), 10)
     finally:
         worker.stop()
         await asyncio.wait_for(run, 10)

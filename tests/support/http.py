@@ -216,23 +216,40 @@ def serve_process(*args: str, redis_url: str | None = None, env: dict[str, str] 
             env=env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                with urllib.request.urlopen(url + "/healthz", timeout=1) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"server did not start:\n{log.read_text()}")
-            time.sleep(0.1)
+        if not wait_healthy(url, proc):
+            raise AssertionError(f"server did not start:\n{log.read_text()}")
         yield url, proc, log
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_process(proc)
         log.unlink(missing_ok=True)
+
+
+def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 20) -> bool:
+    """Whether the server at url answers /healthz with 200 before it exits
+    or the timeout passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url + "/healthz", timeout=1) as r:
+                if r.status == 200:
+                    return True
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 20) -> bool:
+    """SIGTERM, and a kill when that has not stopped it within timeout;
+    whether SIGTERM did (or it had already stopped)."""
+    if proc.poll() is not None:
+        return True
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+        return True
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        return False
