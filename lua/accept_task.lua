@@ -3,9 +3,9 @@
 
   Input:
     KEYS[1]  tenant prefix
-    ARGV[3]  taskId
-    ARGV[4]  mediaId
-    ARGV[5]  agentId, or '' for the agent it is reserved to
+    A[1]     taskId
+    A[2]     mediaId
+    A[3]     agentId, or '' for the agent it is reserved to
   Output: the task as JSON; NOT_FOUND for an unknown task or media;
           INVALID_TRANSITION when the media is not RESERVED or is reserved
           to another agent
@@ -24,7 +24,7 @@ return run(function()
   end
   timer_del('rona|' .. t.id .. '|' .. m.id)
   m.state = 'ACTIVE'
-  m.answerTime = now_s()
+  m.answerTime = now_ms_str()
   task_save(t)
   emit_task(t, false, {m.id})
   return task_json(t)

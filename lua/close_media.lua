@@ -6,8 +6,8 @@
 
   Input:
     KEYS[1]  tenant prefix
-    ARGV[3]  taskId
-    ARGV[4]  mediaId
+    A[1]     taskId
+    A[2]     mediaId
   Output: the task as JSON; NOT_FOUND; INVALID_TRANSITION when the task or
           media is already closed
   Events: TASK_STATE_CHANGED, AGENT_STATE_CHANGED for the freed slot, then
@@ -28,7 +28,7 @@ return run(function()
     task_save(t)
     emit_task(t, false, {m.id})
     local a = agent_get(t.assignedTo)
-    mrd_count_add(a, t.mrdId, -1)
+    agent_mrd_count_add(a, t.mrdId, -1)
     agent_settle(a, t.mrdId)
   else
     task_finish(t, 'DONE')

@@ -5,12 +5,12 @@
 
   Input:
     KEYS[1]  tenant prefix
-    ARGV[3]  conversationId
-    ARGV[4]  agentId
-    ARGV[5]  mrdId, or '' for the MRD of the conversation's newest live task
-    ARGV[6]  slaMs to accept, or '' for that task's queue's agentSlaMs
-    ARGV[7]  requestSession, a JSON object
-    ARGV[8]  metadata, a JSON object
+    A[1]     conversationId
+    A[2]     agentId
+    A[3]     mrdId, or '' for the MRD of the conversation's newest live task
+    A[4]     slaMs to accept, or '' for that task's queue's agentSlaMs
+    A[5]     requestSession, a JSON object
+    A[6]     metadata, a JSON object
   Output: the task as JSON: RESERVED to the agent, or CLOSED/RONA when the
           agent cannot take it now; NOT_FOUND for an unknown agent or MRD;
           VALIDATION_ERROR when no MRD is given or found; INVALID_TRANSITION

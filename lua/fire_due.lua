@@ -5,7 +5,7 @@
 
   Input:
     KEYS[1]  tenant prefix
-    ARGV[3]  the most deadlines to fire in this call
+    A[1]     the most deadlines to fire in this call
   Output: {fired, processed, next deadline in ms or -1, now in ms, lag of each
           fired deadline in ms…}; rr:{t}:tmr:wake is armed for the next
           deadline

@@ -1,7 +1,7 @@
 --[[
   get_agent: reads an agent with its per-MRD states.
 
-  Input:  KEYS[1] tenant prefix; ARGV[3] agentId
+  Input:  KEYS[1] tenant prefix; A[1] agentId
   Output: the agent as JSON, or error NOT_FOUND
   Events: none
 ]]

@@ -1,7 +1,7 @@
 --[[
   get_mrd: reads an MRD.
 
-  Input:  KEYS[1] tenant prefix; ARGV[3] mrdId
+  Input:  KEYS[1] tenant prefix; A[1] mrdId
   Output: the MRD as JSON, or error NOT_FOUND
   Events: none
 ]]

@@ -1,7 +1,7 @@
 --[[
   get_queue: reads a queue with its live statistics.
 
-  Input:  KEYS[1] tenant prefix; ARGV[3] queueId
+  Input:  KEYS[1] tenant prefix; A[1] queueId
   Output: the queue as JSON plus waiting (count), oldestWaitMs (null when
           none waits) and agents (member agents counted by MRD state)
   Events: none
@@ -19,7 +19,7 @@ return run(function()
   for _, aid in ipairs(redis.call('SMEMBERS', key('q', q.id, 'members'))) do
     local a = agent_get(aid)
     if a then
-      local st = mrd_display(a, q.mrdId)
+      local st = agent_mrd_display(a, q.mrdId)
       if not counts[st] then
         counts[st] = 0
         names[#names + 1] = st

@@ -2,7 +2,7 @@
   get_routing: explains a task's routing: why it still waits, or why it went
   to its agent. Read-only.
 
-  Input:  KEYS[1] tenant prefix; ARGV[3] taskId
+  Input:  KEYS[1] tenant prefix; A[1] taskId
   Output: {"taskId", "state", "mediaState", "queueId", "step", "nextStepAt",
           "position", "candidates": [{"agentId", "firstStep", "eligibleNow",
           "available", "reason"}]}; NOT_FOUND for an unknown task.
@@ -86,7 +86,7 @@ return run(function()
       elseif window and not preferred then reason = 'PREFERRED_AGENT_ONLY'
       elseif not preferred and not matches then reason = 'NO_MATCHING_STEP'
       elseif not preferred and not reached then reason = 'STEP_NOT_REACHED'
-      elseif mrd_base(a, t.mrdId) ~= 'READY' then reason = 'NOT_READY'
+      elseif agent_mrd_base(a, t.mrdId) ~= 'READY' then reason = 'NOT_READY'
       elseif not available then reason = 'AT_CAPACITY'
       else reason = 'AVAILABLE' end
       out[#out + 1] = '{"agentId":' .. jid(id) .. ',"firstStep":' .. jint(fs) .. ',"eligibleNow":' ..

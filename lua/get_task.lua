@@ -1,7 +1,7 @@
 --[[
   get_task: reads a task (live, or closed within the retention period).
 
-  Input:  KEYS[1] tenant prefix; ARGV[3] taskId
+  Input:  KEYS[1] tenant prefix; A[1] taskId
   Output: the task as JSON, or error NOT_FOUND
   Events: none
 ]]

@@ -4,8 +4,8 @@
 
   Input:
     KEYS[1]  tenant prefix
-    ARGV[3]  'conversation' or 'agent'
-    ARGV[4]  its id
+    A[1]     'conversation' or 'agent'
+    A[2]     its id
   Output: {"tasks": [Task, …]}; NOT_FOUND for an unknown agent
   Events: none
 ]]

@@ -3,12 +3,12 @@
 
   Input:
     KEYS[1]  tenant prefix
-    ARGV[3]  agentId
-    ARGV[4]  conversationId
-    ARGV[5]  mrdId
-    ARGV[6]  direction: INBOUND or OUTBOUND
-    ARGV[7]  requestSession, a JSON object
-    ARGV[8]  metadata, a JSON object
+    A[1]     agentId
+    A[2]     conversationId
+    A[3]     mrdId
+    A[4]     direction: INBOUND or OUTBOUND
+    A[5]     requestSession, a JSON object
+    A[6]     metadata, a JSON object
   Rules:
     No live task of the agent for the conversation on that MRD: a new task
     (mode AGENT, media ACTIVE), counted in the agent's slots -> 201.
@@ -42,12 +42,12 @@ return run(function()
     end
   end
   if t and mrd.autoJoin then return {200, task_json(t)} end
-  if mrd_count(a, mrd_id) >= agent_max(a, mrd_id) then
+  if agent_mrd_count(a, mrd_id) >= agent_max(a, mrd_id) then
     fail('INVALID_TRANSITION', 'agent ' .. a.id .. ' is at capacity on mrd ' .. mrd_id)
   end
   local status, m = 200, nil
   if t then
-    m = {id = 'm-' .. istr(next_seq()), mrdId = mrd_id, state = 'ACTIVE', enqueueTime = now_s(), session = A[5]}
+    m = {id = 'm-' .. istr(next_seq()), mrdId = mrd_id, state = 'ACTIVE', enqueueTime = now_ms_str(), session = A[5]}
     t.media[#t.media + 1] = m
   else
     status = 201
@@ -57,10 +57,10 @@ return run(function()
     m = t.media[1]
     redis.call('SADD', key('agent', a.id, 'tasks'), t.id)
   end
-  m.answerTime = now_s()
+  m.answerTime = now_ms_str()
   task_save(t)
   emit_task(t, status == 201, {m.id})
-  mrd_count_add(a, mrd_id, 1)
+  agent_mrd_count_add(a, mrd_id, 1)
   emit_agent(a)
   return {status, task_json(t)}
 end)

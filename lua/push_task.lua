@@ -4,21 +4,21 @@
 
   Input:
     KEYS[1]  tenant prefix
-    ARGV[3]  queueId
-    ARGV[4]  conversationId
-    ARGV[5]  priority (0..100, higher first)
-    ARGV[6]  agentRequestTtlMs, or '' for the queue's
-    ARGV[7]  requestSession, a JSON object
-    ARGV[8]  metadata, a JSON object
-    ARGV[9]  direction: INBOUND or DIRECT_CONFERENCE
-    ARGV[10] idempotency key, or '': a request retried with the same key
+    A[1]     queueId
+    A[2]     conversationId
+    A[3]     priority (0..100, higher first)
+    A[4]     agentRequestTtlMs, or '' for the queue's
+    A[5]     requestSession, a JSON object
+    A[6]     metadata, a JSON object
+    A[7]     direction: INBOUND or DIRECT_CONFERENCE
+    A[8]     idempotency key, or '': a request retried with the same key
              (its outcome unknown to the caller, say after a timeout) gets
              the task the first one created instead of a second task
-    ARGV[11] preferredAgentId, or '': until enqueueTime + ARGV[12] the task
+    A[9]     preferredAgentId, or '': until enqueueTime + A[10] the task
              is offered to that agent only, then routed as any other
-    ARGV[12] preferredAgentTimeoutMs, or '' (30000)
+    A[10]    preferredAgentTimeoutMs, or '' (30000)
   Rules:
-    Without ARGV[11], an INBOUND PUSH to a queue with routeToLastAgent
+    Without A[9], an INBOUND PUSH to a queue with routeToLastAgent
     prefers the agent that last accepted a task of the conversation, for
     the queue's routeToLastAgent timeoutMs.
   Output: the task as JSON (media QUEUED, or RESERVED when an agent was free);

@@ -4,10 +4,10 @@
 
   Input:
     KEYS[1]  tenant prefix
-    ARGV[3]  agentId
-    ARGV[4]  queues, a JSON list of queue ids
-    ARGV[5]  attributes, a JSON object
-    ARGV[6]  maxRequests overrides, a JSON object {mrdId: 1..1000}
+    A[1]     agentId
+    A[2]     queues, a JSON list of queue ids
+    A[3]     attributes, a JSON object
+    A[4]     maxRequests overrides, a JSON object {mrdId: 1..1000}
   Rules:
     The agent leaves the indexes of the queues it no longer lists; for each
     queue with steps it lists, its attributes are evaluated against the
@@ -40,8 +40,8 @@ return run(function()
     if q and q.nsteps then agent_evaluate(a, q) end
   end
   for _, mrd in ipairs(mrd_ids()) do
-    mrd_hold_over(a, mrd)
-    mrd_commit(a, mrd)
+    agent_mrd_hold_over(a, mrd)
+    agent_mrd_commit(a, mrd)
   end
   emit_agent(a)
   for _, mrd in ipairs(mrd_ids()) do route_agent(a, mrd) end

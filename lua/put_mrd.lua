@@ -3,11 +3,11 @@
 
   Input:
     KEYS[1]  tenant prefix
-    ARGV[3]  mrdId
-    ARGV[4]  maxRequests (1..1000)
-    ARGV[5]  autoJoin (1 or 0)
-    ARGV[6]  wrapUp enabled (1 or 0)
-    ARGV[7]  wrapUp timeoutMs
+    A[1]     mrdId
+    A[2]     maxRequests (1..1000)
+    A[3]     autoJoin (1 or 0)
+    A[4]     wrapUp enabled (1 or 0)
+    A[5]     wrapUp timeoutMs
   Output: the MRD as JSON
   Events: AGENT_STATE_CHANGED for every agent when the MRD is new or its
           maxRequests changed (their capacity changed), then any reservations
@@ -28,8 +28,8 @@ return run(function()
     table.sort(ids)
     for _, aid in ipairs(ids) do
       local a = agent_get(aid)
-      mrd_hold_over(a, id)
-      mrd_commit(a, id)
+      agent_mrd_hold_over(a, id)
+      agent_mrd_commit(a, id)
       emit_agent(a)
     end
     route_available(id)

@@ -3,18 +3,18 @@
 
   Input:
     KEYS[1]  tenant prefix
-    ARGV[3]  queueId
-    ARGV[4]  mrdId (must exist)
-    ARGV[5]  agentRequestTtlMs
-    ARGV[6]  agentSlaMs (the RONA timeout)
-    ARGV[7]  agentSelectionPolicy (LONGEST_AVAILABLE, LEAST_ACTIVE,
+    A[1]     queueId
+    A[2]     mrdId (must exist)
+    A[3]     agentRequestTtlMs
+    A[4]     agentSlaMs (the RONA timeout)
+    A[5]     agentSelectionPolicy (LONGEST_AVAILABLE, LEAST_ACTIVE,
              LEAST_LOADED, MOST_SKILLED or LEAST_SKILLED)
-    ARGV[8]  serviceLevelThresholdMs
-    ARGV[9]  steps as the API shows them (JSON list), or '' for none
-    ARGV[10] each step's start from enqueueTime, JSON list [0, t1, t1+t2, …]
-    ARGV[11] each step's compiled expression, JSON list (checked in Python)
-    ARGV[12] the attribute names the steps use, JSON list
-    ARGV[13] routeToLastAgent timeoutMs, or '' for none
+    A[6]     serviceLevelThresholdMs
+    A[7]     steps as the API shows them (JSON list), or '' for none
+    A[8]     each step's start from enqueueTime, JSON list [0, t1, t1+t2, …]
+    A[9]     each step's compiled expression, JSON list (checked in Python)
+    A[10]    the attribute names the steps use, JSON list
+    A[11]    routeToLastAgent timeoutMs, or '' for none
   Rules:
     A change of MRD, policy or steps rebuilds the queue's availability
     indexes: every member is evaluated against the steps (its first step

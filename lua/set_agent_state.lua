@@ -3,11 +3,11 @@
 
   Input:
     KEYS[1]  tenant prefix
-    ARGV[3]  agentId
-    ARGV[4]  state: LOGIN, READY, NOT_READY or LOGOUT globally; READY or
+    A[1]     agentId
+    A[2]     state: LOGIN, READY, NOT_READY or LOGOUT globally; READY or
              NOT_READY for one MRD
-    ARGV[5]  mrdId, or '' for the global state
-    ARGV[6]  reasonCode, or ''
+    A[3]     mrdId, or '' for the global state
+    A[4]     reasonCode, or ''
   Output: the agent as JSON; NOT_FOUND for an unknown agent or MRD;
           INVALID_TRANSITION for NOT_READY or an MRD change while LOGOUT
   Events: AGENT_STATE_CHANGED; on LOGOUT first the agent's tasks, oldest
@@ -25,7 +25,7 @@ return run(function()
   if mrd ~= '' then
     if not mrd_get(mrd) then fail('NOT_FOUND', 'mrd ' .. mrd .. ' does not exist') end
     if logged_out then fail('INVALID_TRANSITION', 'agent ' .. a.id .. ' is logged out') end
-    mrd_set_base(a, mrd, st, rc)
+    agent_mrd_set_base(a, mrd, st, rc)
     agent_follow_mrds(a, nil)
     agent_settle(a, mrd)
     return agent_json(a)
@@ -43,7 +43,7 @@ return run(function()
   agent_set(a, 't', now_ms())
   local base = st
   if st == 'LOGIN' then base = 'NOT_READY' end
-  for _, m in ipairs(mrds) do mrd_set_base(a, m, base, rc) end
+  for _, m in ipairs(mrds) do agent_mrd_set_base(a, m, base, rc) end
 
   if st == 'LOGOUT' then
     -- Out of every index first, so nothing routed below comes back to it.

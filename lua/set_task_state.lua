@@ -3,9 +3,9 @@
 
   Input:
     KEYS[1]  tenant prefix
-    ARGV[3]  taskId
-    ARGV[4]  name: WRAP_UP or CLOSED
-    ARGV[5]  reasonCode, or '' (DONE; CANCELLED for a task no agent joined)
+    A[1]     taskId
+    A[2]     name: WRAP_UP or CLOSED
+    A[3]     reasonCode, or '' (DONE; CANCELLED for a task no agent joined)
   Rules:
     CLOSED/RONA on a reserved task is a decline: the RONA path at once.
     CLOSED ends a live task with the reason (FORCE_CLOSED, CANCELLED, …).

@@ -4,12 +4,12 @@
 
   Input:
     KEYS[1]  tenant prefix
-    ARGV[3]  conversationId
-    ARGV[4]  fromAgentId
-    ARGV[5]  queueId, or ''
-    ARGV[6]  agentId, or ''
-    ARGV[7]  slaMs for a named agent, or '' for the old task's queue's
-    ARGV[8]  metadata, a JSON object, or '' to keep the old task's
+    A[1]     conversationId
+    A[2]     fromAgentId
+    A[3]     queueId, or ''
+    A[4]     agentId, or ''
+    A[5]     slaMs for a named agent, or '' for the old task's queue's
+    A[6]     metadata, a JSON object, or '' to keep the old task's
   Rules:
     The new task is DIRECT_TRANSFER: QUEUE mode routed like PUSH (never to
     the transferring agent), or AGENT mode RESERVED to the named agent, or

@@ -98,7 +98,7 @@ local function agent_max(a, mrd)
   return 1
 end
 
-local function mrd_base(a, mrd)
+local function agent_mrd_base(a, mrd)
   local st = a.f[mrd .. '|st']
   if st then return st end
   -- An MRD the agent has not set yet: logged out with the agent, else not
@@ -107,21 +107,21 @@ local function mrd_base(a, mrd)
   return 'NOT_READY'
 end
 
-local function mrd_count(a, mrd)
+local function agent_mrd_count(a, mrd)
   return tonumber(a.f[mrd .. '|n'] or '0')
 end
 
-local function mrd_display(a, mrd)
-  local st = mrd_base(a, mrd)
+local function agent_mrd_display(a, mrd)
+  local st = agent_mrd_base(a, mrd)
   if st ~= 'READY' then return st end
-  local n = mrd_count(a, mrd)
+  local n = agent_mrd_count(a, mrd)
   if n == 0 then return 'READY' end
   if n >= agent_max(a, mrd) then return 'BUSY' end
   return 'ACTIVE'
 end
 
 local function agent_available(a, mrd)
-  return a.f.st ~= 'LOGOUT' and mrd_base(a, mrd) == 'READY' and mrd_count(a, mrd) < agent_max(a, mrd)
+  return a.f.st ~= 'LOGOUT' and agent_mrd_base(a, mrd) == 'READY' and agent_mrd_count(a, mrd) < agent_max(a, mrd)
 end
 
 -- Scores pack a level and the LONGEST_AVAILABLE time into one number below
@@ -136,10 +136,10 @@ local function agent_score(a, mrd, q)
   local la = tonumber(a.f[mrd .. '|la'] or '0')
   local policy = q.agentSelectionPolicy
   if policy == 'LONGEST_AVAILABLE' then return la end
-  if policy == 'LEAST_ACTIVE' then return mrd_count(a, mrd) * 1e13 + la end
+  if policy == 'LEAST_ACTIVE' then return agent_mrd_count(a, mrd) * 1e13 + la end
   local level
   if policy == 'LEAST_LOADED' then
-    level = math.min(LEVELS, math.floor(mrd_count(a, mrd) * 4096 / agent_max(a, mrd)))
+    level = math.min(LEVELS, math.floor(agent_mrd_count(a, mrd) * 4096 / agent_max(a, mrd)))
   else
     level = math.max(0, math.min(LEVELS, math.floor(tonumber(a.f['sk|' .. q.id] or '0'))))
     if policy == 'MOST_SKILLED' then level = LEVELS - level end
@@ -222,8 +222,8 @@ end
 -- Stamps the state change time when what the MRD shows differs from what it
 -- showed last (m|sh), then refreshes the indexes. Every change of an agent's
 -- MRD ends here, config changes (capacity) included.
-local function mrd_commit(a, mrd)
-  local shown = mrd_display(a, mrd)
+local function agent_mrd_commit(a, mrd)
+  local shown = agent_mrd_display(a, mrd)
   if shown ~= (a.f[mrd .. '|sh'] or 'LOGOUT') then
     agent_set(a, mrd .. '|sh', shown)
     agent_set(a, mrd .. '|t', now_ms())
@@ -231,14 +231,14 @@ local function mrd_commit(a, mrd)
   agent_reindex(a, mrd)
 end
 
-local function mrd_set_base(a, mrd, st, rc)
-  if st == 'READY' and mrd_base(a, mrd) ~= 'READY' then agent_set(a, mrd .. '|la', now_ms()) end
-  if st == 'NOT_READY' and mrd_count(a, mrd) > 0 and mrd_base(a, mrd) ~= 'NOT_READY' and rc ~= 'RONA' then
+local function agent_mrd_set_base(a, mrd, st, rc)
+  if st == 'READY' and agent_mrd_base(a, mrd) ~= 'READY' then agent_set(a, mrd .. '|la', now_ms()) end
+  if st == 'NOT_READY' and agent_mrd_count(a, mrd) > 0 and agent_mrd_base(a, mrd) ~= 'NOT_READY' and rc ~= 'RONA' then
     st = 'PENDING_NOT_READY'
   end
   agent_set(a, mrd .. '|st', st)
   agent_set(a, mrd .. '|rc', rc or '')
-  mrd_commit(a, mrd)
+  agent_mrd_commit(a, mrd)
 end
 
 -- Capacity lowered under what the agent holds (put_mrd, put_agent): its
@@ -246,8 +246,8 @@ end
 -- the count held over the limit by that change, shrinking as they close,
 -- so that only a configuration, never routing, can explain an agent above
 -- its maxRequests.
-local function mrd_hold_over(a, mrd)
-  local n = mrd_count(a, mrd)
+local function agent_mrd_hold_over(a, mrd)
+  local n = agent_mrd_count(a, mrd)
   if n > agent_max(a, mrd) then
     agent_set(a, mrd .. '|ov', n)
   elseif (a.f[mrd .. '|ov'] or '') ~= '' then
@@ -256,8 +256,8 @@ local function mrd_hold_over(a, mrd)
 end
 
 -- One more (delta 1) or one less (delta -1) slot in use on the MRD.
-local function mrd_count_add(a, mrd, delta)
-  local n = mrd_count(a, mrd) + delta
+local function agent_mrd_count_add(a, mrd, delta)
+  local n = agent_mrd_count(a, mrd) + delta
   agent_set(a, mrd .. '|n', n)
   local ov = tonumber(a.f[mrd .. '|ov'] or '')
   if ov and delta < 0 then
@@ -268,17 +268,8 @@ local function mrd_count_add(a, mrd, delta)
     end
   end
   if delta > 0 then agent_set(a, mrd .. '|la', now_ms()) end
-  if n == 0 and mrd_base(a, mrd) == 'PENDING_NOT_READY' then agent_set(a, mrd .. '|st', 'NOT_READY') end
-  mrd_commit(a, mrd)
-end
-
-local MRD_IDS
-local function mrd_ids()
-  if not MRD_IDS then
-    MRD_IDS = redis.call('SMEMBERS', key('mrds'))
-    table.sort(MRD_IDS)
-  end
-  return MRD_IDS
+  if n == 0 and agent_mrd_base(a, mrd) == 'PENDING_NOT_READY' then agent_set(a, mrd .. '|st', 'NOT_READY') end
+  agent_mrd_commit(a, mrd)
 end
 
 -- After an MRD changed on its own, the logged-in agent's global state
@@ -287,7 +278,7 @@ local function agent_follow_mrds(a, rc)
   if a.f.st == 'LOGOUT' then return end
   local global = 'NOT_READY'
   for _, m in ipairs(mrd_ids()) do
-    if mrd_base(a, m) == 'READY' then global = 'READY' end
+    if agent_mrd_base(a, m) == 'READY' then global = 'READY' end
   end
   if global ~= a.f.st then
     agent_set(a, 'st', global)
@@ -299,7 +290,7 @@ end
 local function agent_json(a)
   local states = {}
   for i, mrd in ipairs(mrd_ids()) do
-    states[i] = '{"mrdId":' .. jid(mrd) .. ',"state":' .. jid(mrd_display(a, mrd)) ..
+    states[i] = '{"mrdId":' .. jid(mrd) .. ',"state":' .. jid(agent_mrd_display(a, mrd)) ..
       ',"reasonCode":' .. jid(nz(a.f[mrd .. '|rc'])) .. ',"activeTasks":' .. (a.f[mrd .. '|n'] or '0') ..
       ',"maxRequests":' .. jint(agent_max(a, mrd)) ..
       ',"stateChangeTime":' .. (a.f[mrd .. '|t'] or a.f.t or 'null') .. '}'

@@ -4,9 +4,10 @@
   KEYS[1]  the tenant prefix "rr:{<tenant>}:". Every other key is built from it,
            so all keys a script touches carry the tenant's hash tag and live in
            one Redis Cluster slot.
-  ARGV[1]  approximate MAXLEN of the tenant's event stream
-  ARGV[2]  retention of closed tasks, ms
-  ARGV[3…] the script's own arguments (see each script's header)
+  ARGV[1]  approximate MAXLEN of the tenant's event stream (MAXLEN)
+  ARGV[2]  retention of closed tasks, ms (RETENTION)
+  ARGV[3…] the script's own arguments, read as A[1…] (A[i] is ARGV[i + 2]):
+           each script's header lists them by those numbers
 
   rr:{t}:seq           string, the tenant's id counter (tasks, requests, medias)
   rr:{t}:clock:offset  string, ms added to the Redis clock (set by tests only)
@@ -103,7 +104,7 @@ local function istr(n)
 end
 
 -- now_ms() as a string, for what is stored.
-local function now_s()
+local function now_ms_str()
   return istr(now_ms())
 end
 

@@ -35,6 +35,16 @@ local function mrd_json(m)
     ',"timeoutMs":' .. jint(m.wrapUpTimeoutMs) .. '}}'
 end
 
+-- Every MRD id, in name order (the order of an agent's mrdStates).
+local MRD_IDS
+local function mrd_ids()
+  if not MRD_IDS then
+    MRD_IDS = redis.call('SMEMBERS', key('mrds'))
+    table.sort(MRD_IDS)
+  end
+  return MRD_IDS
+end
+
 local QUEUE_CACHE = {}
 local function queue_get(id)
   if id == nil then return nil end

@@ -30,7 +30,7 @@ local function task_close(t, reason)
   if not t.assignedTo then return nil end
   redis.call('SREM', key('agent', t.assignedTo, 'tasks'), t.id)
   local a = agent_get(t.assignedTo)
-  if a and held > 0 then mrd_count_add(a, t.mrdId, -held) end
+  if a and held > 0 then agent_mrd_count_add(a, t.mrdId, -held) end
   return a
 end
 
@@ -58,7 +58,7 @@ local function task_reroute(t, reason)
   local a = task_close(t, reason)
   if reason == 'RONA' then count('RONA') end
   if a and reason == 'RONA' then
-    mrd_set_base(a, t.mrdId, 'NOT_READY', 'RONA')
+    agent_mrd_set_base(a, t.mrdId, 'NOT_READY', 'RONA')
     agent_follow_mrds(a, 'RONA')
     emit_agent(a)
   end
@@ -98,7 +98,7 @@ local function task_wrap(t, reason, timeout_ms)
   emit_task(t, true, changed)
   if freed > 0 then
     local a = agent_get(t.assignedTo)
-    mrd_count_add(a, t.mrdId, -freed)
+    agent_mrd_count_add(a, t.mrdId, -freed)
     return a
   end
   return nil

@@ -144,7 +144,7 @@ local function reserve(t, m, a, created)
   t.exclude = nil
   timer_add('rona|' .. t.id .. '|' .. m.id, now_ms() + task_sla(t))
   redis.call('SADD', key('agent', a.id, 'tasks'), t.id)
-  mrd_count_add(a, t.mrdId, 1)
+  agent_mrd_count_add(a, t.mrdId, 1)
   task_save(t)
   emit_task(t, created, {m.id})
   emit('AGENT_RESERVED', '{"task":' .. task_json(t) .. ',"agentId":' .. jid(a.id) .. '}')

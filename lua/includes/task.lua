@@ -101,7 +101,7 @@ end
 
 local function task_save(t)
   TASK_JSON[t] = nil
-  t.updatedAt = now_s()
+  t.updatedAt = now_ms_str()
   local k = key('task', t.id)
   redis.call('SET', k, cjson.encode(t))
   if t.state == 'CLOSED' then
@@ -127,7 +127,7 @@ end
 -- REROUTE) so every task serving one routing request shares it.
 local function task_new(f)
   local n = istr(next_seq())
-  local now = now_s()
+  local now = now_ms_str()
   local t = {id = 't-' .. n, requestId = f.requestId or ('r-' .. n), conversationId = f.conversationId,
     state = 'ACTIVE', direction = f.direction, mode = f.mode, queueId = f.queueId, mrdId = f.mrdId,
     priority = f.priority or '1', enqueueTime = f.enqueueTime or now, ttlDeadline = f.ttlDeadline,

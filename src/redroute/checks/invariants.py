@@ -175,7 +175,7 @@ async def check(engine: Engine, *, overdue_ms: int | None = None, events: bool =
             if stored != real:
                 rep.add(f"agent {aid} mrd {mrd}: stored count {stored}, open medias {real}")
             # Above the limit only by a configuration change lowering it
-            # under what the agent held (m|ov, see mrd_hold_over).
+            # under what the agent held (m|ov, see agent_mrd_hold_over).
             if real > _agent_max(a, mrd, mrds) and real > int(a.get(f"{mrd}|ov") or 0):
                 rep.add(f"agent {aid} mrd {mrd}: {real} open medias over maxRequests")
 
