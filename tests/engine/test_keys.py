@@ -91,7 +91,7 @@ def test_every_key_a_script_builds_is_declared():
 @pytest.mark.parametrize("task_id", ["t-1", "t-10", "t-900", "t-123456789012345"])
 async def test_waiting_members_encode_like_lua(redis, task_id):
     src = compose('--- @include "includes/routing"\n'
-                  "return {wait_member({id = A[1]}), member_task_id(A[2])}")
+                  "return {wait_member({id = A[1]}), member_task_id(A[2])}").source
     member = keys.waiting_member(task_id)
     lua_member, lua_id = await redis.eval(src, 1, "rr:{t}:", 1000, 1000, task_id, member)
     assert lua_member == member
