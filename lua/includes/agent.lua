@@ -1,4 +1,5 @@
 --- @include "skills"
+--- @include "reply"
 --[[
   agent: agents, their per-MRD states and the availability indexes.
 
@@ -30,13 +31,6 @@
 local function nz(s)
   if s == '' then return nil end
   return s
-end
-
--- An HGETALL reply (field, value, field, value, ...) as a table.
-local function hash_table(flat)
-  local t = {}
-  for i = 1, #flat, 2 do t[flat[i]] = flat[i + 1] end
-  return t
 end
 
 -- Agents are read once per script and their field changes written in one

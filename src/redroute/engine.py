@@ -31,7 +31,7 @@ from .model import (
     Task,
     TaskStateName,
 )
-from .scripts import ScriptRunner
+from .scripts import ScriptRunner, default_runner
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,14 +44,6 @@ class FireResult:
 DEFAULT_EVENTS_MAXLEN = 1_000_000
 DEFAULT_RETENTION_MS = 24 * 3600 * 1000
 DAY_MS = 24 * 3600 * 1000
-_RUNNER: ScriptRunner | None = None
-
-
-def default_runner() -> ScriptRunner:
-    global _RUNNER
-    if _RUNNER is None:
-        _RUNNER = ScriptRunner()
-    return _RUNNER
 
 
 def _compact(value: Any) -> str:
