@@ -43,7 +43,7 @@ return run(function()
     end
   end
   local q = from and queue_get(from.queueId)
-  sla = sla or (q and q.agentSlaMs) or 30000
+  sla = sla or (q and q.agentSlaMs) or DEFAULT_AGENT_SLA_MS
   local t = task_new({conversationId = cid, direction = 'DIRECT_CONFERENCE', mode = 'AGENT',
     mrdId = mrd_id, priority = from and from.priority, ttlDeadline = istr(now_ms() + sla), slaMs = sla,
     metadata = A[6], session = A[5], mediaState = 'QUEUED'})

@@ -16,7 +16,7 @@
              the task the first one created instead of a second task
     A[9]     preferredAgentId, or '': until enqueueTime + A[10] the task
              is offered to that agent only, then routed as any other
-    A[10]    preferredAgentTimeoutMs, or '' (30000)
+    A[10]    preferredAgentTimeoutMs, or '' (DEFAULT_PREFERRED_AGENT_TIMEOUT_MS)
   Rules:
     Without A[9], an INBOUND PUSH to a queue with routeToLastAgent
     prefers the agent that last accepted a task of the conversation, for
@@ -50,7 +50,7 @@ return run(function()
   local q = queue_get(A[1])
   if not q then fail('NOT_FOUND', 'queue ' .. A[1] .. ' does not exist') end
   local ttl = tonumber(A[4]) or q.agentRequestTtlMs
-  local pref, pref_ms = nz(A[9] or ''), tonumber(A[10] or '') or 30000
+  local pref, pref_ms = nz(A[9] or ''), tonumber(A[10] or '') or DEFAULT_PREFERRED_AGENT_TIMEOUT_MS
   if pref then
     agent_must(pref)
   elseif q.rtla and A[7] == 'INBOUND' then

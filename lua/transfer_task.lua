@@ -57,7 +57,7 @@ return run(function()
     route_task(nt)
   else
     local oq = queue_get(old.queueId)
-    local sla = tonumber(A[5]) or (oq and oq.agentSlaMs) or 30000
+    local sla = tonumber(A[5]) or (oq and oq.agentSlaMs) or DEFAULT_AGENT_SLA_MS
     nt = task_new({conversationId = cid, direction = 'DIRECT_TRANSFER', mode = 'AGENT',
       mrdId = old.mrdId, priority = old.priority, ttlDeadline = istr(now_ms() + sla), slaMs = sla,
       metadata = metadata, session = session, mediaState = 'QUEUED'})

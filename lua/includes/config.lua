@@ -10,6 +10,13 @@
                      stepAt, stepCode, skillNames (see skills.lua)
   rr:{t}:queues      set of queue ids
 ]]
+-- Defaults a script needs on its own, the constants of redroute.limits of
+-- the same names (a test checks they agree): the RONA timeout of a task
+-- offered outside a queue when neither the task nor a queue names one, and
+-- how long a PUSH prefers its preferredAgentId when it gives no timeout.
+local DEFAULT_AGENT_SLA_MS = 30000
+local DEFAULT_PREFERRED_AGENT_TIMEOUT_MS = 30000
+
 local MRD_CACHE = {}
 local function mrd_get(id)
   if id == nil then return nil end

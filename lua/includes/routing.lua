@@ -44,7 +44,7 @@ end
 local function task_sla(t)
   local q = queue_get(t.queueId)
   if q and t.mode == 'QUEUE' then return q.agentSlaMs end
-  return t.slaMs or (q and q.agentSlaMs) or 30000
+  return t.slaMs or (q and q.agentSlaMs) or DEFAULT_AGENT_SLA_MS
 end
 
 local function emit_no_agent(t)

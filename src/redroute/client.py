@@ -12,16 +12,18 @@ from typing import Any
 import aiohttp
 import msgpack
 
-from .errors import InvalidTransition, NotFound, RedisUnavailable, RedrouteError, ValidationError
+from .errors import BY_CODE, RedrouteError
 from .events.model import Event, decode_entry
+from .limits import (
+    DEFAULT_AGENT_REQUEST_TTL_MS,
+    DEFAULT_AGENT_SLA_MS,
+    DEFAULT_MAX_REQUESTS,
+    DEFAULT_PRIORITY,
+    DEFAULT_SERVICE_LEVEL_THRESHOLD_MS,
+    DEFAULT_WRAP_UP_TIMEOUT_MS,
+)
 from .model import Agent, Mrd, Queue, RoutingExplanation, Step, Task
 
-_ERRORS: dict[str, type[RedrouteError]] = {
-    "VALIDATION_ERROR": ValidationError,
-    "NOT_FOUND": NotFound,
-    "INVALID_TRANSITION": InvalidTransition,
-    "REDIS_UNAVAILABLE": RedisUnavailable,
-}
 MSGPACK = "application/msgpack"
 
 
@@ -118,7 +120,7 @@ class Client:
     @staticmethod
     def _error(status: int, payload: Any) -> RedrouteError:
         problem = payload if isinstance(payload, dict) else {"detail": str(payload)}
-        cls = _ERRORS.get(str(problem.get("code")), RedrouteError)
+        cls = BY_CODE.get(str(problem.get("code")), RedrouteError)
         err = cls(str(problem.get("detail", f"HTTP {status}")))
         err.problem = problem  # type: ignore[attr-defined]
         err.http_status = status  # type: ignore[attr-defined]
@@ -126,8 +128,9 @@ class Client:
 
     # Configuration
 
-    async def put_mrd(self, mrd_id: str, *, max_requests: int = 1, auto_join: bool = False,
-                      wrap_up_enabled: bool = False, wrap_up_timeout_ms: int = 60_000) -> Mrd:
+    async def put_mrd(self, mrd_id: str, *, max_requests: int = DEFAULT_MAX_REQUESTS,
+                      auto_join: bool = False, wrap_up_enabled: bool = False,
+                      wrap_up_timeout_ms: int = DEFAULT_WRAP_UP_TIMEOUT_MS) -> Mrd:
         _, d = await self.request("PUT", f"/v1/mrds/{mrd_id}", {
             "maxRequests": max_requests, "autoJoin": auto_join,
             "wrapUp": {"enabled": wrap_up_enabled, "timeoutMs": wrap_up_timeout_ms}})
@@ -136,10 +139,11 @@ class Client:
     async def get_mrd(self, mrd_id: str) -> Mrd:
         return Mrd.from_dict((await self.request("GET", f"/v1/mrds/{mrd_id}"))[1])
 
-    async def put_queue(self, queue_id: str, *, mrd_id: str, agent_request_ttl_ms: int = 300_000,
-                        agent_sla_ms: int = 30_000,
+    async def put_queue(self, queue_id: str, *, mrd_id: str,
+                        agent_request_ttl_ms: int = DEFAULT_AGENT_REQUEST_TTL_MS,
+                        agent_sla_ms: int = DEFAULT_AGENT_SLA_MS,
                         agent_selection_policy: str = "LONGEST_AVAILABLE",
-                        service_level_threshold_ms: int = 20_000,
+                        service_level_threshold_ms: int = DEFAULT_SERVICE_LEVEL_THRESHOLD_MS,
                         steps: list[Step] | list[dict[str, Any]] | None = None,
                         route_to_last_agent_ms: int | None = None) -> Queue:
         body: dict[str, Any] = {
@@ -175,7 +179,7 @@ class Client:
 
     # Tasks
 
-    async def push_task(self, conversation_id: str, queue_id: str, *, priority: int = 1,
+    async def push_task(self, conversation_id: str, queue_id: str, *, priority: int = DEFAULT_PRIORITY,
                         agent_request_ttl_ms: int | None = None,
                         request_session: dict[str, Any] | None = None,
                         metadata: dict[str, Any] | None = None,
@@ -187,7 +191,7 @@ class Client:
         return Task.from_dict(d)
 
     async def push_task_idempotent(
-        self, idempotency_key: str, conversation_id: str, queue_id: str, *, priority: int = 1,
+        self, idempotency_key: str, conversation_id: str, queue_id: str, *, priority: int = DEFAULT_PRIORITY,
         agent_request_ttl_ms: int | None = None, request_session: dict[str, Any] | None = None,
         metadata: dict[str, Any] | None = None,
     ) -> tuple[Task, bool]:
@@ -208,7 +212,7 @@ class Client:
 
     async def conference(self, conversation_id: str, *, queue_id: str | None = None,
                          agent_id: str | None = None, mrd_id: str | None = None,
-                         sla_ms: int | None = None, priority: int = 1,
+                         sla_ms: int | None = None, priority: int = DEFAULT_PRIORITY,
                          request_session: dict[str, Any] | None = None,
                          metadata: dict[str, Any] | None = None) -> Task:
         _, d = await self.request("POST", f"/v1/conversations/{conversation_id}/conference",

@@ -8,15 +8,32 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import validation as v
-from .errors import RedisUnavailable, from_reply
+from .errors import REDIS_DOWN, RedisUnavailable, from_reply
 from .events.model import Event, decode_entries
 from .expressions import compile_steps
 from .keys import TENANTS, TenantKeys
+from .limits import (
+    AGENT_REQUEST_TTL_MS,
+    AGENT_SLA_MS,
+    DEFAULT_AGENT_REQUEST_TTL_MS,
+    DEFAULT_AGENT_SLA_MS,
+    DEFAULT_EVENTS_MAXLEN,
+    DEFAULT_MAX_REQUESTS,
+    DEFAULT_PRIORITY,
+    DEFAULT_RETENTION_MS,
+    DEFAULT_SERVICE_LEVEL_THRESHOLD_MS,
+    DEFAULT_WRAP_UP_TIMEOUT_MS,
+    MAX_AGENT_QUEUES,
+    MAX_REQUESTS,
+    PREFERRED_AGENT_TIMEOUT_MS,
+    ROUTE_TO_LAST_AGENT_MS,
+    SERVICE_LEVEL_THRESHOLD_MS,
+    STEP_TIMEOUT_MS,
+    WRAP_UP_TIMEOUT_MS,
+)
 from .model import (
     Agent,
     AgentState,
@@ -41,9 +58,6 @@ class FireResult:
     next_deadline: int  # ms, or -1 when none is left
     now: int  # the Redis clock, ms
     lags_ms: list[int]  # how late each fired deadline fired
-DEFAULT_EVENTS_MAXLEN = 1_000_000
-DEFAULT_RETENTION_MS = 24 * 3600 * 1000
-DAY_MS = 24 * 3600 * 1000
 
 
 def _compact(value: Any) -> str:
@@ -89,7 +103,7 @@ class Engine:
             if err is None:
                 raise
             raise err from None
-        except (RedisConnectionError, RedisTimeoutError, OSError) as e:
+        except REDIS_DOWN as e:
             raise RedisUnavailable(f"Redis is unavailable: {e}") from None
 
     async def _register_tenant(self) -> None:
@@ -101,19 +115,19 @@ class Engine:
             return
         try:
             await self.redis.sadd(TENANTS, self.tenant)
-        except (RedisConnectionError, RedisTimeoutError, OSError) as e:
+        except REDIS_DOWN as e:
             raise RedisUnavailable(f"Redis is unavailable: {e}") from None
         self._registered = True
 
     # Configuration
 
     async def put_mrd(
-        self, mrd_id: str, *, max_requests: int = 1, auto_join: bool = False,
-        wrap_up_enabled: bool = False, wrap_up_timeout_ms: int = 60_000,
+        self, mrd_id: str, *, max_requests: int = DEFAULT_MAX_REQUESTS, auto_join: bool = False,
+        wrap_up_enabled: bool = False, wrap_up_timeout_ms: int = DEFAULT_WRAP_UP_TIMEOUT_MS,
     ) -> Mrd:
         v.check_id("mrdId", mrd_id)
-        v.check_int("maxRequests", max_requests, 1, 1000)
-        v.check_int("wrapUp.timeoutMs", wrap_up_timeout_ms, 1, DAY_MS)
+        v.check_int("maxRequests", max_requests, *MAX_REQUESTS)
+        v.check_int("wrapUp.timeoutMs", wrap_up_timeout_ms, *WRAP_UP_TIMEOUT_MS)
         await self._register_tenant()
         raw = await self.call("put_mrd", mrd_id, max_requests, int(bool(auto_join)),
                               int(bool(wrap_up_enabled)), wrap_up_timeout_ms)
@@ -123,10 +137,11 @@ class Engine:
         return Mrd.from_dict(json.loads(await self.call("get_mrd", v.check_id("mrdId", mrd_id))))
 
     async def put_queue(
-        self, queue_id: str, *, mrd_id: str, agent_request_ttl_ms: int = 300_000,
-        agent_sla_ms: int = 30_000,
+        self, queue_id: str, *, mrd_id: str,
+        agent_request_ttl_ms: int = DEFAULT_AGENT_REQUEST_TTL_MS,
+        agent_sla_ms: int = DEFAULT_AGENT_SLA_MS,
         agent_selection_policy: SelectionPolicy | str = SelectionPolicy.LONGEST_AVAILABLE,
-        service_level_threshold_ms: int = 20_000,
+        service_level_threshold_ms: int = DEFAULT_SERVICE_LEVEL_THRESHOLD_MS,
         steps: list[Step] | list[dict[str, Any]] | None = None,
         route_to_last_agent_ms: int | None = None,
     ) -> Queue:
@@ -134,17 +149,17 @@ class Engine:
         last); route_to_last_agent_ms: routeToLastAgent's timeoutMs."""
         v.check_id("queueId", queue_id)
         v.check_id("mrdId", mrd_id)
-        v.check_int("agentRequestTtlMs", agent_request_ttl_ms, 1, 7 * DAY_MS)
-        v.check_int("agentSlaMs", agent_sla_ms, 1, DAY_MS)
-        v.check_int("serviceLevelThresholdMs", service_level_threshold_ms, 0, 7 * DAY_MS)
+        v.check_int("agentRequestTtlMs", agent_request_ttl_ms, *AGENT_REQUEST_TTL_MS)
+        v.check_int("agentSlaMs", agent_sla_ms, *AGENT_SLA_MS)
+        v.check_int("serviceLevelThresholdMs", service_level_threshold_ms, *SERVICE_LEVEL_THRESHOLD_MS)
         policy = v.check_enum("agentSelectionPolicy", SelectionPolicy, agent_selection_policy)
         step_args: list[Any] = ["", "", "", ""]
         if steps is not None:
-            checked, code, offsets, names = compile_steps(steps, 7 * DAY_MS)
+            checked, code, offsets, names = compile_steps(steps, STEP_TIMEOUT_MS[1])
             step_args = [_compact([s.to_dict() for s in checked]), _compact(offsets), code,
                          _compact(names)]
         if route_to_last_agent_ms is not None:
-            v.check_int("routeToLastAgent.timeoutMs", route_to_last_agent_ms, 1, DAY_MS)
+            v.check_int("routeToLastAgent.timeoutMs", route_to_last_agent_ms, *ROUTE_TO_LAST_AGENT_MS)
         await self._register_tenant()
         raw = await self.call("put_queue", queue_id, mrd_id, agent_request_ttl_ms, agent_sla_ms,
                               policy.value, service_level_threshold_ms, *step_args,
@@ -160,15 +175,15 @@ class Engine:
         attributes: dict[str, Any] | None = None, max_requests: dict[str, int] | None = None,
     ) -> Agent:
         v.check_id("agentId", agent_id)
-        if not isinstance(queues, list | tuple) or len(queues) > 256:
-            raise v.ValidationError("queues must be a list of at most 256 queue ids")
+        if not isinstance(queues, list | tuple) or len(queues) > MAX_AGENT_QUEUES:
+            raise v.ValidationError(f"queues must be a list of at most {MAX_AGENT_QUEUES} queue ids")
         queue_ids = list(dict.fromkeys(v.check_id("queues[]", q) for q in queues))
         overrides = max_requests or {}
         if not isinstance(overrides, dict):
-            raise v.ValidationError("maxRequests must be an object of mrdId: 1..1000")
+            raise v.ValidationError("maxRequests must be an object of mrdId: {}..{}".format(*MAX_REQUESTS))
         for mrd_id, n in overrides.items():
             v.check_id("maxRequests key", mrd_id)
-            v.check_int(f"maxRequests.{mrd_id}", n, 1, 1000)
+            v.check_int(f"maxRequests.{mrd_id}", n, *MAX_REQUESTS)
         await self._register_tenant()
         raw = await self.call("put_agent", agent_id, json.dumps(queue_ids),
                               v.json_object("attributes", attributes),
@@ -197,20 +212,20 @@ class Engine:
     # Tasks
 
     async def push_task(
-        self, conversation_id: str, queue_id: str, *, priority: int = 1,
+        self, conversation_id: str, queue_id: str, *, priority: int = DEFAULT_PRIORITY,
         agent_request_ttl_ms: int | None = None, request_session: dict[str, Any] | None = None,
         metadata: dict[str, Any] | None = None, direction: Direction | str = Direction.INBOUND,
         preferred_agent_id: str | None = None, preferred_agent_timeout_ms: int | None = None,
     ) -> Task:
         """preferred_agent_id: offered to that agent only until enqueueTime +
-        preferred_agent_timeout_ms (default 30000), then routed as any other."""
+        preferred_agent_timeout_ms (default limits.DEFAULT_PREFERRED_AGENT_TIMEOUT_MS), then routed as any other."""
         raw = await self._push(None, conversation_id, queue_id, priority, agent_request_ttl_ms,
                                request_session, metadata, direction, preferred_agent_id,
                                preferred_agent_timeout_ms)
         return Task.from_json(raw)
 
     async def push_task_idempotent(
-        self, idempotency_key: str, conversation_id: str, queue_id: str, *, priority: int = 1,
+        self, idempotency_key: str, conversation_id: str, queue_id: str, *, priority: int = DEFAULT_PRIORITY,
         agent_request_ttl_ms: int | None = None, request_session: dict[str, Any] | None = None,
         metadata: dict[str, Any] | None = None, direction: Direction | str = Direction.INBOUND,
         preferred_agent_id: str | None = None, preferred_agent_timeout_ms: int | None = None,
@@ -235,13 +250,13 @@ class Engine:
         v.check_id("queueId", queue_id)
         v.check_priority(priority)
         if agent_request_ttl_ms is not None:
-            v.check_int("agentRequestTtlMs", agent_request_ttl_ms, 1, 7 * DAY_MS)
+            v.check_int("agentRequestTtlMs", agent_request_ttl_ms, *AGENT_REQUEST_TTL_MS)
         d = v.check_enum("direction", Direction, direction,
                          (Direction.INBOUND, Direction.DIRECT_CONFERENCE))
         if preferred_agent_id is not None:
             v.check_id("preferredAgentId", preferred_agent_id)
         if preferred_agent_timeout_ms is not None:
-            v.check_int("preferredAgentTimeoutMs", preferred_agent_timeout_ms, 1, DAY_MS)
+            v.check_int("preferredAgentTimeoutMs", preferred_agent_timeout_ms, *PREFERRED_AGENT_TIMEOUT_MS)
         return await self.call(
             "push_task", queue_id, conversation_id, priority,
             "" if agent_request_ttl_ms is None else agent_request_ttl_ms,
@@ -297,7 +312,7 @@ class Engine:
 
     async def conference(
         self, conversation_id: str, *, queue_id: str | None = None, agent_id: str | None = None,
-        mrd_id: str | None = None, sla_ms: int | None = None, priority: int = 1,
+        mrd_id: str | None = None, sla_ms: int | None = None, priority: int = DEFAULT_PRIORITY,
         request_session: dict[str, Any] | None = None, metadata: dict[str, Any] | None = None,
     ) -> Task:
         """A direct queue conference (queue_id) or a named-agent one (agent_id)."""
@@ -313,7 +328,7 @@ class Engine:
         if mrd_id is not None:
             v.check_id("mrdId", mrd_id)
         if sla_ms is not None:
-            v.check_int("agentSlaMs", sla_ms, 1, DAY_MS)
+            v.check_int("agentSlaMs", sla_ms, *AGENT_SLA_MS)
         raw = await self.call(
             "conference_agent", conversation_id, agent_id, mrd_id or "",
             "" if sla_ms is None else sla_ms, v.json_object("requestSession", request_session),
@@ -336,7 +351,7 @@ class Engine:
         if agent_id is not None:
             v.check_id("agentId", agent_id)
         if sla_ms is not None:
-            v.check_int("agentSlaMs", sla_ms, 1, DAY_MS)
+            v.check_int("agentSlaMs", sla_ms, *AGENT_SLA_MS)
         raw = await self.call(
             "transfer_task", conversation_id, from_agent_id, queue_id or "", agent_id or "",
             "" if sla_ms is None else sla_ms,

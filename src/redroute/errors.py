@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
 
 class RedrouteError(Exception):
     """Base of every error the engine raises on purpose."""
@@ -39,14 +42,23 @@ class RedisUnavailable(RedrouteError):
     title = "Redis unavailable"
 
 
-_BY_CODE = {cls.code: cls for cls in (ValidationError, NotFound, InvalidTransition)}
+# Each error by its code: the API's codes (problem documents) and a script's
+# error replies "<CODE> <detail>" name them the same way.
+BY_CODE: dict[str, type[RedrouteError]] = {
+    cls.code: cls for cls in (ValidationError, NotFound, InvalidTransition, RedisUnavailable)}
+# What a script may answer with: the domain errors.
+_SCRIPT_CODES = (ValidationError.code, NotFound.code, InvalidTransition.code)
+
+# What a call raises when Redis cannot be reached: redis-py's connection and
+# timeout errors, a socket's own OSError, and RedisUnavailable, which the
+# Engine raises for them.
+REDIS_DOWN = (RedisUnavailable, RedisConnectionError, RedisTimeoutError, OSError)
 
 
 def from_reply(message: str) -> RedrouteError | None:
     """The domain error of a script's error reply "<CODE> <detail>", if it is one."""
     code, _, detail = message.partition(" ")
-    cls = _BY_CODE.get(code)
-    return cls(detail) if cls else None
+    return BY_CODE[code](detail) if code in _SCRIPT_CODES else None
 
 
 class StartupError(Exception):

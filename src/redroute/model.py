@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from .limits import DEFAULT_WRAP_UP_TIMEOUT_MS
+
 
 class TaskStateName(StrEnum):
     ACTIVE = "ACTIVE"
@@ -103,7 +105,6 @@ class EventType(StrEnum):
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+\-]{0,127}$")
 TENANT_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 REASON_PATTERN = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
-MAX_PRIORITY = 100
 
 
 def _opt(cls: Any, value: Any) -> Any:
@@ -116,7 +117,7 @@ class Mrd:
     max_requests: int
     auto_join: bool = False
     wrap_up_enabled: bool = False
-    wrap_up_timeout_ms: int = 60_000
+    wrap_up_timeout_ms: int = DEFAULT_WRAP_UP_TIMEOUT_MS
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Mrd:

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 
-from .engine import DEFAULT_EVENTS_MAXLEN, DEFAULT_RETENTION_MS
 from .errors import ConfigError
+from .limits import DEFAULT_EVENTS_MAXLEN, DEFAULT_RETENTION_MS
 
 
 @dataclass

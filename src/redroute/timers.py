@@ -44,20 +44,17 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .backend import close_quietly, is_cluster
 from .engine import Engine
-from .errors import RedisUnavailable
+from .errors import REDIS_DOWN, RedisUnavailable
 from .keys import HEARTBEAT, TENANTS, WAKE_CHANNEL, tenant_of_timer_key
 from .scripts import ScriptRunner
 
 log = logging.getLogger("redroute.timers")
 
 EXPIRED_PATTERN = "__keyevent@*__:expired"
-_DOWN = (RedisUnavailable, RedisConnectionError, RedisTimeoutError, OSError)
 
 
 class TimerWorker:
@@ -145,7 +142,7 @@ class TimerWorker:
         tenants notifications named) while it cannot be read."""
         try:
             registered = set(await self.redis.smembers(TENANTS))
-        except _DOWN + (RedisError,) as e:
+        except REDIS_DOWN + (RedisError,) as e:
             if not self._known:
                 raise RedisUnavailable(f"tenant registry unreadable: {e}") from None
             self._warn("registry", "tenant registry unreadable (%s); sweeping the %d tenants "
@@ -155,7 +152,7 @@ class TimerWorker:
         self._known |= registered
         if missing:
             # Lost with its shard's data, say: put back what this worker knows.
-            with contextlib.suppress(*_DOWN, RedisError):
+            with contextlib.suppress(*REDIS_DOWN, RedisError):
                 await self.redis.sadd(TENANTS, *sorted(missing))
         return set(self._known)
 
@@ -170,7 +167,7 @@ class TimerWorker:
                 self.lags_ms.extend(r.lags_ms)
                 if r.processed < self.batch:
                     break
-        except _DOWN as e:
+        except REDIS_DOWN as e:
             self.tenant_failures += 1
             self._warn(f"tenant:{tenant}", "timers of tenant %r not swept: %s", tenant, e)
             return None
@@ -376,14 +373,14 @@ class TimerWorker:
                 full = time.monotonic() >= self._next_full
                 try:
                     wait = await (self.sweep() if full else self.sweep_due())
-                except _DOWN as e:
+                except REDIS_DOWN as e:
                     self._warn("sweep", "timer sweep failed, retrying: %s", e, every=5.0)
                     self._next_full = time.monotonic() + self.retry_after
                     wait = self.retry_after
                 if full:
                     try:
                         await self._heartbeat()
-                    except _DOWN + (RedisError,) as e:
+                    except REDIS_DOWN + (RedisError,) as e:
                         self._warn("heartbeat", "timer worker heartbeat not written: %s", e)
                 if wait > 0:
                     with contextlib.suppress(TimeoutError):

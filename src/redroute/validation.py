@@ -9,11 +9,10 @@ from enum import StrEnum
 from typing import Any, TypeVar
 
 from .errors import ValidationError
-from .model import ID_PATTERN, MAX_PRIORITY, REASON_PATTERN, TENANT_PATTERN
+from .limits import MAX_JSON_BYTES, PRIORITY
+from .model import ID_PATTERN, REASON_PATTERN, TENANT_PATTERN
 
 E = TypeVar("E", bound=StrEnum)
-
-MAX_JSON_BYTES = 64 * 1024
 
 
 def check_id(kind: str, value: Any) -> str:
@@ -40,7 +39,7 @@ def check_int(kind: str, value: Any, low: int, high: int) -> int:
 
 
 def check_priority(value: Any) -> int:
-    return check_int("priority", value, 0, MAX_PRIORITY)
+    return check_int("priority", value, *PRIORITY)
 
 
 def check_enum(kind: str, cls: type[E], value: Any, allowed: tuple[E, ...] | None = None) -> E:

@@ -19,14 +19,11 @@ import json
 import sys
 from typing import Any
 
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-
 from .. import validation
 from ..backend import connect
 from ..checks.invariants import Report, check
 from ..engine import Engine
-from ..errors import ConfigError, RedisUnavailable, ValidationError
+from ..errors import REDIS_DOWN, ConfigError, ValidationError
 from ..keys import TENANTS
 from ..settings import check_redis_url
 from .options import HELP, common
@@ -82,7 +79,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     check_redis_url(args.redis_url)
     try:
         reports, unknown = asyncio.run(_run(args))
-    except (RedisUnavailable, RedisConnectionError, RedisTimeoutError, OSError) as e:
+    except REDIS_DOWN as e:
         print(f"redroute check: Redis is unavailable: {e}", file=sys.stderr)
         return 2
     except ValidationError as e:

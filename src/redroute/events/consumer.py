@@ -55,10 +55,9 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from ..errors import REDIS_DOWN
 from .model import Event, decode_entry
 from .stream import (
     StreamGap,
@@ -147,7 +146,7 @@ class GroupConsumer:
                     if not self._more and not self._stopping:
                         await self._wait()
                     backoff = 0.1
-                except (RedisConnectionError, RedisTimeoutError, OSError) as e:
+                except REDIS_DOWN as e:
                     log.warning("consumer %s lost Redis, retrying in %.1fs: %s", self.name, backoff, e)
                     await self._sleep(backoff)
                     backoff = min(backoff * 2, 5.0)

@@ -22,13 +22,11 @@ from typing import Any
 
 import pydantic
 from aiohttp import web
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .. import validation as v
 from ..engine import Engine, default_runner
-from ..errors import RedisUnavailable, RedrouteError
+from ..errors import REDIS_DOWN, RedisUnavailable, RedrouteError
 from ..keys import HEARTBEAT
 from ..model import ID_PATTERN
 from ..scripts import ScriptRunner
@@ -130,7 +128,6 @@ def endpoint(op: Operation) -> Callable[[web.Request], Awaitable[web.StreamRespo
 
 
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-REDIS_DOWN = (RedisUnavailable, RedisConnectionError, RedisTimeoutError)
 
 
 @web.middleware
@@ -154,6 +151,8 @@ async def problems_and_metrics(
         if e.status < 400:
             raise
         resp = from_http_exception(e).response()
+    except (ConnectionResetError, asyncio.CancelledError):
+        raise  # the client has gone: nothing to answer
     except REDIS_DOWN as e:
         st.metrics.redis_errors.labels("http").inc()
         # The engine's RedisUnavailable already says so; a client error does not.
@@ -161,8 +160,6 @@ async def problems_and_metrics(
         resp = Problem(503, REDIS_UNAVAILABLE, detail, headers={"Retry-After": "1"}).response()
     except RedrouteError as e:
         resp = Problem(e.status, e.code, e.detail, title=e.title).response()
-    except (ConnectionResetError, asyncio.CancelledError):
-        raise  # the client has gone: nothing to answer
     except RedisError as e:
         log.exception("Redis error on %s %s", request.method, request.path)
         resp = Problem(500, "INTERNAL", f"Redis error: {type(e).__name__}").response()

@@ -13,23 +13,29 @@ from typing import Any
 import pydantic
 from aiohttp import web
 
+from ..errors import (
+    BY_CODE,
+    InvalidTransition,
+    NotFound,
+    RedisUnavailable,
+    RedrouteError,
+    ValidationError,
+)
+
 PROBLEM_JSON = "application/problem+json"
 TYPE_BASE = "https://redroute.dev/problems/"
 
-VALIDATION_ERROR = "VALIDATION_ERROR"
-NOT_FOUND = "NOT_FOUND"
-INVALID_TRANSITION = "INVALID_TRANSITION"
-REDIS_UNAVAILABLE = "REDIS_UNAVAILABLE"
-INTERNAL = "INTERNAL"
+VALIDATION_ERROR = ValidationError.code
+NOT_FOUND = NotFound.code
+INVALID_TRANSITION = InvalidTransition.code
+REDIS_UNAVAILABLE = RedisUnavailable.code
+INTERNAL = RedrouteError.code
 UNAUTHORIZED = "UNAUTHORIZED"  # 401: no or an invalid API key
 FORBIDDEN = "FORBIDDEN"  # 403: the API key does not give access to the tenant
 
 _TITLES = {
-    VALIDATION_ERROR: "Invalid request",
-    NOT_FOUND: "Not found",
-    INVALID_TRANSITION: "Invalid transition",
-    REDIS_UNAVAILABLE: "Redis unavailable",
-    INTERNAL: "Internal error",
+    **{code: cls.title for code, cls in BY_CODE.items()},
+    INTERNAL: RedrouteError.title,
     UNAUTHORIZED: "Unauthorized",
     FORBIDDEN: "Forbidden",
 }

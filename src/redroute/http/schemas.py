@@ -22,11 +22,28 @@ from pydantic import (
     model_validator,
 )
 
-from ..engine import DAY_MS
 from ..expressions import LIMITS
+from ..limits import (
+    AGENT_REQUEST_TTL_MS,
+    AGENT_SLA_MS,
+    DEFAULT_AGENT_REQUEST_TTL_MS,
+    DEFAULT_AGENT_SLA_MS,
+    DEFAULT_MAX_REQUESTS,
+    DEFAULT_PREFERRED_AGENT_TIMEOUT_MS,
+    DEFAULT_PRIORITY,
+    DEFAULT_SERVICE_LEVEL_THRESHOLD_MS,
+    DEFAULT_WRAP_UP_TIMEOUT_MS,
+    MAX_AGENT_QUEUES,
+    MAX_REQUESTS,
+    PREFERRED_AGENT_TIMEOUT_MS,
+    PRIORITY,
+    ROUTE_TO_LAST_AGENT_MS,
+    SERVICE_LEVEL_THRESHOLD_MS,
+    STEP_TIMEOUT_MS,
+    WRAP_UP_TIMEOUT_MS,
+)
 from ..model import (
     ID_PATTERN,
-    MAX_PRIORITY,
     REASON_PATTERN,
     TENANT_PATTERN,
     AgentState,
@@ -62,8 +79,8 @@ StreamId = Annotated[str, StringConstraints(pattern=STREAM_ID_PATTERN, max_lengt
 ID_ADAPTER: TypeAdapter[str] = TypeAdapter(Id)
 
 
-def _int(low: int, high: int, **kw: Any) -> Any:
-    return Field(strict=True, ge=low, le=high, **kw)
+def _int(limits: tuple[int, int], **kw: Any) -> Any:
+    return Field(strict=True, ge=limits[0], le=limits[1], **kw)
 
 
 JsonObject = dict[str, Any]
@@ -78,13 +95,13 @@ class Body(BaseModel):
 
 class WrapUpBody(Body):
     enabled: bool = Field(False, strict=True)
-    timeoutMs: int = _int(1, DAY_MS, default=60_000)
+    timeoutMs: int = _int(WRAP_UP_TIMEOUT_MS, default=DEFAULT_WRAP_UP_TIMEOUT_MS)
 
 
 class MrdBody(Body):
     """PUT /v1/mrds/{mrdId}"""
 
-    maxRequests: int = _int(1, 1000, default=1)
+    maxRequests: int = _int(MAX_REQUESTS, default=DEFAULT_MAX_REQUESTS)
     autoJoin: bool = Field(False, strict=True)
     wrapUp: WrapUpBody = Field(default_factory=WrapUpBody)
 
@@ -93,22 +110,23 @@ class StepBody(Body):
     expression: str = Field(
         "", description="attribute expression (grammar in the docs); an agent whose attributes "
         "satisfy it may take the queue's requests from this step on; empty: every member")
-    timeoutMs: int | None = _int(1, 7 * DAY_MS, default=None,
+    timeoutMs: int | None = _int(STEP_TIMEOUT_MS, default=None,
                                  description="every step but the last: how long a request stays")
 
 
 class RouteToLastAgentBody(Body):
-    timeoutMs: int = _int(1, DAY_MS, description="how long the last agent is preferred")
+    timeoutMs: int = _int(ROUTE_TO_LAST_AGENT_MS, description="how long the last agent is preferred")
 
 
 class QueueBody(Body):
     """PUT /v1/queues/{queueId}"""
 
     mrdId: Id
-    agentRequestTtlMs: int = _int(1, 7 * DAY_MS, default=300_000)
-    agentSlaMs: int = _int(1, DAY_MS, default=30_000, description="the RONA timeout")
+    agentRequestTtlMs: int = _int(AGENT_REQUEST_TTL_MS, default=DEFAULT_AGENT_REQUEST_TTL_MS)
+    agentSlaMs: int = _int(AGENT_SLA_MS, default=DEFAULT_AGENT_SLA_MS, description="the RONA timeout")
     agentSelectionPolicy: SelectionPolicy = SelectionPolicy.LONGEST_AVAILABLE
-    serviceLevelThresholdMs: int = _int(0, 7 * DAY_MS, default=20_000)
+    serviceLevelThresholdMs: int = _int(SERVICE_LEVEL_THRESHOLD_MS,
+                                        default=DEFAULT_SERVICE_LEVEL_THRESHOLD_MS)
     steps: list[StepBody] | None = Field(None, min_length=1, max_length=LIMITS.steps,
                                          description="precision routing: steps that relax over time")
     routeToLastAgent: RouteToLastAgentBody | None = Field(
@@ -118,9 +136,9 @@ class QueueBody(Body):
 class AgentBody(Body):
     """PUT /v1/agents/{agentId}"""
 
-    queues: list[Id] = Field(default_factory=list, max_length=256)
+    queues: list[Id] = Field(default_factory=list, max_length=MAX_AGENT_QUEUES)
     attributes: JsonObject = Field(default_factory=dict)
-    maxRequests: dict[Id, Annotated[int, _int(1, 1000)]] = Field(
+    maxRequests: dict[Id, Annotated[int, _int(MAX_REQUESTS)]] = Field(
         default_factory=dict, description="per-MRD overrides of the MRD's maxRequests")
 
 
@@ -143,14 +161,15 @@ class PushBody(Body):
 
     conversationId: Id
     queueId: Id
-    priority: int = _int(0, MAX_PRIORITY, default=1, description="higher is served first")
-    agentRequestTtlMs: int | None = _int(1, 7 * DAY_MS, default=None)
+    priority: int = _int(PRIORITY, default=DEFAULT_PRIORITY, description="higher is served first")
+    agentRequestTtlMs: int | None = _int(AGENT_REQUEST_TTL_MS, default=None)
     requestSession: JsonObject | None = None
     metadata: JsonObject | None = None
     preferredAgentId: Id | None = Field(None, description="offered to this agent only until "
                                         "enqueueTime + preferredAgentTimeoutMs")
-    preferredAgentTimeoutMs: int | None = _int(1, DAY_MS, default=None,
-                                               description="default 30000")
+    preferredAgentTimeoutMs: int | None = _int(
+        PREFERRED_AGENT_TIMEOUT_MS, default=None,
+        description=f"default {DEFAULT_PREFERRED_AGENT_TIMEOUT_MS}")
 
 
 class PullBody(Body):
@@ -179,9 +198,9 @@ class ConferenceBody(_OneTarget):
 
     mrdId: Id | None = Field(None, description="named-agent conference: the MRD (default: the "
                              "conversation's newest live task's)")
-    agentSlaMs: int | None = _int(1, DAY_MS, default=None,
+    agentSlaMs: int | None = _int(AGENT_SLA_MS, default=None,
                                   description="named-agent conference: time to accept")
-    priority: int = _int(0, MAX_PRIORITY, default=1)
+    priority: int = _int(PRIORITY, default=DEFAULT_PRIORITY)
     requestSession: JsonObject | None = None
     metadata: JsonObject | None = None
 
@@ -190,7 +209,7 @@ class TransferBody(_OneTarget):
     """POST /v1/conversations/{conversationId}/transfer"""
 
     fromAgentId: Id
-    agentSlaMs: int | None = _int(1, DAY_MS, default=None,
+    agentSlaMs: int | None = _int(AGENT_SLA_MS, default=None,
                                   description="named agent transfer: time to accept")
     metadata: JsonObject | None = Field(None, description="default: the transferred task's")
 

@@ -1,0 +1,38 @@
+"""The limits and defaults of the API, in one place.
+
+The Engine validates with the ranges, the HTTP schemas, the Python client
+and the Engine's keyword arguments take their defaults from here. The
+defaults a script needs on its own (the RONA timeout of a task with no
+queue, how long a PUSH prefers its preferred agent) are the constants of
+lua/includes/config.lua of the same names, which tests/engine/test_limits.py
+checks against this module.
+"""
+
+from __future__ import annotations
+
+DAY_MS = 24 * 3600 * 1000
+
+# Ranges, inclusive: (lowest, highest).
+MAX_REQUESTS = (1, 1000)  # an MRD's maxRequests and an agent's overrides
+WRAP_UP_TIMEOUT_MS = (1, DAY_MS)
+AGENT_REQUEST_TTL_MS = (1, 7 * DAY_MS)
+AGENT_SLA_MS = (1, DAY_MS)  # the RONA timeout
+SERVICE_LEVEL_THRESHOLD_MS = (0, 7 * DAY_MS)
+STEP_TIMEOUT_MS = (1, 7 * DAY_MS)  # how long a request stays on a queue step
+ROUTE_TO_LAST_AGENT_MS = (1, DAY_MS)  # how long a queue prefers the last agent
+PREFERRED_AGENT_TIMEOUT_MS = (1, DAY_MS)  # how long a PUSH prefers its preferredAgentId
+PRIORITY = (0, 100)  # higher is served first
+MAX_PRIORITY = PRIORITY[1]
+MAX_AGENT_QUEUES = 256  # queues one agent may list
+MAX_JSON_BYTES = 64 * 1024  # client JSON: metadata, requestSession, attributes
+
+# Defaults.
+DEFAULT_MAX_REQUESTS = 1
+DEFAULT_WRAP_UP_TIMEOUT_MS = 60_000
+DEFAULT_AGENT_REQUEST_TTL_MS = 300_000
+DEFAULT_AGENT_SLA_MS = 30_000
+DEFAULT_SERVICE_LEVEL_THRESHOLD_MS = 20_000
+DEFAULT_PRIORITY = 1
+DEFAULT_PREFERRED_AGENT_TIMEOUT_MS = 30_000
+DEFAULT_EVENTS_MAXLEN = 1_000_000  # approximate MAXLEN of each tenant's event stream
+DEFAULT_RETENTION_MS = DAY_MS  # closed tasks stay readable this long
