@@ -80,83 +80,122 @@ def _agent_max(agent: dict[str, str], mrd: str, mrds: dict[str, dict[str, str]])
     return int(mrds[mrd]["maxRequests"]) if mrd in mrds else 1
 
 
-def _first_steps(rep: Report, q: str, cfg: dict[str, str],
-                 members: dict[str, dict[str, str]]) -> dict[str, int] | None:
-    """Each member's first step in queue q (0: none), evaluated here from
-    the stored compiled steps and compared with what the engine stored; None
-    for a queue without steps."""
+def _first_steps(cfg: dict[str, str], members: dict[str, dict[str, str]]) -> dict[str, int] | None:
+    """Each member's first step in a queue (0: none), evaluated here from the
+    stored compiled steps; None for a queue without steps."""
     if "stepCode" not in cfg:
         return None
     code = json.loads(cfg["stepCode"])
-    out = {}
-    for a, h in members.items():
-        attrs = json.loads(h.get("attrs") or "{}")
-        fs = next((k for k, c in enumerate(code, 1) if evaluate(c, attrs)), 0)
-        stored = int(h.get(f"fs|{q}") or -1)
-        if stored != fs:
-            rep.add(f"agent {a}: first step {stored} in queue {q}, its attributes give {fs}")
-        out[a] = fs
-    return out
+    return {a: next((k for k, c in enumerate(code, 1) if evaluate(c, json.loads(h.get("attrs") or "{}"))), 0)
+            for a, h in members.items()}
 
 
-def _check_waiting(rep: Report, t: dict[str, Any], timers: dict[str, float],
-                   by_step: dict[tuple[str, int], set[str]], preferred: dict[str, set[str]],
-                   agent_pref: dict[str, set[str]]) -> None:
-    """A QUEUED task's place by step or preferred agent, and its deadlines."""
-    tid, q = t["id"], t.get("queueId")
-    steps = [k for (qq, k), ids in by_step.items() if qq == q and tid in ids]
-    if t.get("parked") == "p":
-        a = t.get("pref")
-        if steps or tid not in preferred.get(q, set()) or tid not in agent_pref.get(a, set()):
-            rep.add(f"task {tid} waits for agent {a} only but is in step sets {steps} / preferred sets")
-        if timers.get(f"pref|{tid}") != float(t.get("prefUntil") or -1):
-            rep.add(f"task {tid} waits for its preferred agent without its window deadline")
-        return
-    expected = [int(t["step"])] if t.get("step") else []
-    if steps != expected:
-        rep.add(f"task {tid} at step {t.get('step')} is in the waiting sets of steps {steps}")
-    if t.get("nextStepAt") and timers.get(f"step|{tid}") != float(t["nextStepAt"]):
-        rep.add(f"task {tid} has a later step at {t['nextStepAt']} without its step deadline")
-    if t.get("step") and t.get("steps") and int(t["step"]) < int(t["steps"]) and not t.get("nextStepAt"):
-        rep.add(f"task {tid} waits at step {t['step']} of {t['steps']} with no next step")
+@dataclass
+class Snapshot:
+    """A tenant's state as the checks read it, once."""
+
+    mrds: dict[str, dict[str, str]]
+    queues: dict[str, dict[str, str]]
+    agents: dict[str, dict[str, str]]
+    agent_tasks: dict[str, set[str]]  # agent -> its live task ids
+    live: set[str]
+    timers: dict[str, float]  # member -> due time
+    waiting: dict[str, set[str]]  # queue -> task ids in its waiting set
+    preferred: dict[str, set[str]]  # queue -> task ids waiting for a preferred agent
+    by_step: dict[tuple[str, int], set[str]]  # (queue, step) -> task ids in its waiting set
+    agent_pref: dict[str, set[str]]  # agent -> task ids waiting for it only
+    avail: dict[tuple[str, int], set[str]]  # (queue, step or 0) -> agents in that index
+    tasks: dict[str, dict[str, Any]]  # every stored task document by id
+    now: int  # the Redis clock, ms (0 unless overdue deadlines are checked)
+
+    def members(self, q: str) -> list[str]:
+        return sorted(a for a, h in self.agents.items() if q in json.loads(h.get("queues") or "[]"))
+
+    def available(self, q: str) -> set[str]:
+        mrd = self.queues[q].get("mrdId", "")
+        return {a for a in self.members(q) if _available(self.agents[a], mrd, self.mrds)}
+
+    def first_steps(self, q: str) -> dict[str, int] | None:
+        return _first_steps(self.queues[q], {a: self.agents[a] for a in self.members(q)})
+
+    def holders(self) -> dict[tuple[str, str], set[str]]:
+        """(conversation, MRD) -> the agents holding a live task of it."""
+        out: dict[tuple[str, str], set[str]] = {}
+        for o in self.tasks.values():
+            if o["state"] != "CLOSED" and o.get("assignedTo"):
+                out.setdefault((o["conversationId"], o["mrdId"]), set()).add(o["assignedTo"])
+        return out
 
 
-async def check(engine: Engine, *, overdue_ms: int | None = None, events: bool = True) -> Report:
+async def _members(redis: Any, key: str) -> set[str]:
+    return {waiting_task_id(m) for m in await redis.zrange(key, 0, -1)}
+
+
+async def read(engine: Engine, *, clock: bool = False) -> Snapshot:
     r, k = engine.redis, engine.keys
-    rep = Report()
-
-    mrds = {m: await r.hgetall(k.mrd(m)) for m in await r.smembers(k.mrds)}
     queues = {q: await r.hgetall(k.queue(q)) for q in await r.smembers(k.queues)}
     agent_ids = await r.smembers(k.agents)
-    agents = {a: await r.hgetall(k.agent(a)) for a in agent_ids}
-    agent_tasks = {a: await r.smembers(k.agent_tasks(a)) for a in agent_ids}
-    live = await r.smembers(k.live)
-    timers = dict(await r.zrange(k.timers, 0, -1, withscores=True))
-    waiting = {q: {waiting_task_id(m) for m in await r.zrange(k.q_waiting(q), 0, -1)}
-               for q in queues}
-    preferred = {q: {waiting_task_id(m) for m in await r.zrange(k.q_pref(q), 0, -1)}
-                 for q in queues}
-    by_step = {(q, n): {waiting_task_id(m) for m in await r.zrange(k.q_waiting_step(q, n), 0, -1)}
-               for q in queues for n in range(1, 11)}
-    agent_pref = {a: {waiting_task_id(m) for m in await r.zrange(k.agent_pref(a), 0, -1)}
-                  for a in agent_ids}
-    rep.agents = len(agents)
-
+    avail = {(q, 0): set(await r.zrange(k.q_avail(q), 0, -1)) for q in queues}
+    for q, cfg in queues.items():
+        if "stepCode" in cfg:
+            avail |= {(q, n): set(await r.zrange(k.q_avail_step(q, n), 0, -1)) for n in range(1, 11)}
     tasks: dict[str, dict[str, Any]] = {}
     for key in await _scan(r, task_match(k)):
         raw = await r.get(key)
         if raw:
             t = json.loads(raw)
             tasks[t["id"]] = t
-    now = (await engine.fire_due(0)).now if overdue_ms is not None else 0
+    return Snapshot(
+        mrds={m: await r.hgetall(k.mrd(m)) for m in await r.smembers(k.mrds)},
+        queues=queues,
+        agents={a: await r.hgetall(k.agent(a)) for a in agent_ids},
+        agent_tasks={a: await r.smembers(k.agent_tasks(a)) for a in agent_ids},
+        live=await r.smembers(k.live),
+        timers=dict(await r.zrange(k.timers, 0, -1, withscores=True)),
+        waiting={q: await _members(r, k.q_waiting(q)) for q in queues},
+        preferred={q: await _members(r, k.q_pref(q)) for q in queues},
+        by_step={(q, n): await _members(r, k.q_waiting_step(q, n)) for q in queues for n in range(1, 11)},
+        agent_pref={a: await _members(r, k.agent_pref(a)) for a in agent_ids},
+        avail=avail,
+        tasks=tasks,
+        now=(await engine.fire_due(0)).now if clock else 0,
+    )
 
-    # 1. capacity
+
+def _open_media(t: dict[str, Any]) -> list[str]:
+    return [m["id"] for m in t["media"] if m["state"] != "CLOSED"]
+
+
+def _expected(t: dict[str, Any]) -> tuple[list[str], str | None]:
+    """Where a live task must be, and the deadline that ends it."""
+    states = {m["state"] for m in t["media"]}
+    tid = t["id"]
+    if "QUEUED" in states:
+        return [f"queue {t.get('queueId')}"], timer_member("ttl", tid)
+    if "RESERVED" in states:
+        m = next(m for m in t["media"] if m["state"] == "RESERVED")
+        return [f"agent {t['assignedTo']}"], timer_member("rona", tid, m["id"])
+    deadline = timer_member("wrap", tid) if t["state"] == "WRAP_UP" else None
+    return [f"agent {t['assignedTo']}"], deadline
+
+
+def _queued(s: Snapshot) -> list[dict[str, Any]]:
+    """The live tasks with a QUEUED media."""
+    return [t for t in s.tasks.values()
+            if t["state"] != "CLOSED" and any(m["state"] == "QUEUED" for m in t["media"])]
+
+
+def check_capacity(s: Snapshot, rep: Report) -> None:
+    """1. Capacity: stored counts, maxRequests, one task per agent's side of
+    a conversation, and medias consistent with their task's state."""
     held: dict[tuple[str, str], int] = {}
     sides: dict[tuple[str, str, str], list[str]] = {}
-    for t in tasks.values():
-        open_media = [m["id"] for m in t["media"] if m["state"] != "CLOSED"]
+    for t in s.tasks.values():
+        open_media = _open_media(t)
         if t["state"] != "ACTIVE" and open_media:
             rep.add(f"task {t['id']} is {t['state']} with open medias {open_media}")
+        if t["state"] == "ACTIVE" and not open_media:
+            rep.add(f"task {t['id']} is ACTIVE with every media closed")
         if t["state"] == "CLOSED" or not t.get("assignedTo"):
             continue
         # Every media that is not CLOSED holds a slot (QUEUED included: an
@@ -168,94 +207,102 @@ async def check(engine: Engine, *, overdue_ms: int | None = None, events: bool =
     for (aid, cid, mrd), tids in sorted(sides.items()):
         if len(tids) > 1:
             rep.add(f"agent {aid} holds {len(tids)} live tasks {sorted(tids)} of conversation {cid} on mrd {mrd}")
-    for aid, a in agents.items():
-        for mrd in mrds:
+    for aid, a in s.agents.items():
+        for mrd in s.mrds:
             stored = int(a.get(f"{mrd}|n", 0))
             real = held.get((aid, mrd), 0)
             if stored != real:
                 rep.add(f"agent {aid} mrd {mrd}: stored count {stored}, open medias {real}")
             # Above the limit only by a configuration change lowering it
             # under what the agent held (m|ov, see agent_mrd_hold_over).
-            if real > _agent_max(a, mrd, mrds) and real > int(a.get(f"{mrd}|ov") or 0):
+            if real > _agent_max(a, mrd, s.mrds) and real > int(a.get(f"{mrd}|ov") or 0):
                 rep.add(f"agent {aid} mrd {mrd}: {real} open medias over maxRequests")
 
-    # 2. one place per live task, none for a closed one
+
+def check_one_place(s: Snapshot, rep: Report) -> None:
+    """2. A live task is in exactly one place (a queue's waiting or preferred
+    set, or an agent); a closed task is in none and has no deadline."""
     in_waiting: dict[str, list[str]] = {}
-    for q, members in waiting.items():
-        for tid in members:
-            in_waiting.setdefault(tid, []).append(q)
-    for q, members in preferred.items():
-        for tid in members:
-            in_waiting.setdefault(tid, []).append(q)
+    for sets in (s.waiting, s.preferred):
+        for q, members in sets.items():
+            for tid in members:
+                in_waiting.setdefault(tid, []).append(q)
     with_agent: dict[str, list[str]] = {}
-    for aid, tids in agent_tasks.items():
+    for aid, tids in s.agent_tasks.items():
         for tid in tids:
             with_agent.setdefault(tid, []).append(aid)
-    for tid in live:
-        if tid not in tasks:
+    for tid in s.live:
+        if tid not in s.tasks:
             rep.add(f"live task {tid} has no document")
-    for tid, t in tasks.items():
+    for tid, t in s.tasks.items():
         places = [f"queue {q}" for q in in_waiting.get(tid, [])]
         places += [f"agent {a}" for a in with_agent.get(tid, [])]
-        states = {m["state"] for m in t["media"]}
-        task_timers = [m for m in timers if timer_task_id(m) == tid]
         if t["state"] == "CLOSED":
-            rep.tasks_closed += 1
-            if places or tid in live or task_timers:
+            task_timers = [m for m in s.timers if timer_task_id(m) == tid]
+            if places or tid in s.live or task_timers:
                 rep.add(f"closed task {tid} still in {places or task_timers or 'the live set'}")
             continue
-        rep.tasks_live += 1
-        if tid not in live:
+        if tid not in s.live:
             rep.add(f"task {tid} is {t['state']} but not in the live set")
-        if "QUEUED" in states:
-            expected = [f"queue {t.get('queueId')}"]
-            deadline = timer_member("ttl", tid)
-        elif "RESERVED" in states:
-            expected = [f"agent {t['assignedTo']}"]
-            m = next(m for m in t["media"] if m["state"] == "RESERVED")
-            deadline = timer_member("rona", tid, m["id"])
-        else:
-            expected = [f"agent {t['assignedTo']}"]
-            deadline = timer_member("wrap", tid) if t["state"] == "WRAP_UP" else None
+        expected, _ = _expected(t)
         if places != expected:
+            states = {m["state"] for m in t["media"]}
             rep.add(f"task {tid} ({t['state']}, medias {sorted(states)}) is in {places}, expected {expected}")
-        # 4. the deadline that ends it
-        if deadline and deadline not in timers:
+
+
+async def check_events(engine: Engine, s: Snapshot, rep: Report) -> None:
+    """3. The stream carries every change: the last event about each task
+    and agent equals its current state."""
+    last_task: dict[str, dict[str, Any]] = {}
+    last_agent: dict[str, dict[str, Any]] = {}
+    for ev in await engine.events():
+        if ev.task is not None:
+            last_task[ev.task["id"]] = ev.task
+        if ev.agent is not None:
+            last_agent[ev.agent["id"]] = ev.agent
+    for tid in s.tasks:
+        current = (await engine.get_task(tid)).to_dict()
+        if last_task.get(tid) != current:
+            rep.add(f"task {tid}: last event {last_task.get(tid)} differs from state {current}")
+    for aid in s.agents:
+        current = (await engine.get_agent(aid)).to_dict()
+        if last_agent.get(aid) != current:
+            rep.add(f"agent {aid}: last event differs from state {current}")
+
+
+def check_deadlines(s: Snapshot, rep: Report, overdue_ms: int | None) -> None:
+    """4. Every live task has the deadline that ends it (none overdue by
+    more than overdue_ms, when given), and every deadline has its task."""
+    for tid, t in s.tasks.items():
+        if t["state"] == "CLOSED":
+            continue
+        _, deadline = _expected(t)
+        if deadline is None:
+            continue
+        if deadline not in s.timers:
             rep.add(f"task {tid} has no deadline {deadline}")
-        if "QUEUED" in states:
-            _check_waiting(rep, t, timers, by_step, preferred, agent_pref)
-        if deadline and overdue_ms is not None and deadline in timers and now - timers[deadline] > overdue_ms:
-            rep.add(f"task {tid}: deadline {deadline} overdue by {now - timers[deadline]:.0f} ms")
-        if t["state"] == "ACTIVE" and not states - {"CLOSED"}:
-            rep.add(f"task {tid} is ACTIVE with every media closed")
-    for member in timers:
+        elif overdue_ms is not None and s.now - s.timers[deadline] > overdue_ms:
+            rep.add(f"task {tid}: deadline {deadline} overdue by {s.now - s.timers[deadline]:.0f} ms")
+    for member in s.timers:
         tid = timer_task_id(member)
-        if tid not in tasks:
+        if tid not in s.tasks:
             rep.add(f"deadline {member} for a task that does not exist")
 
-    # 5. nothing waits while an agent could take it
-    holders: dict[tuple[str, str], set[str]] = {}  # (conversation, MRD) -> agents with a live task
-    for o in tasks.values():
-        if o["state"] != "CLOSED" and o.get("assignedTo"):
-            holders.setdefault((o["conversationId"], o["mrdId"]), set()).add(o["assignedTo"])
-    for q, cfg in sorted(queues.items()):
+
+def check_nothing_waits(s: Snapshot, rep: Report) -> None:
+    """5. No task waits beside an available agent that may take it (at its
+    step, for a queue with steps), and a queue without steps indexes
+    exactly its available agents (one with steps: none there, see 6)."""
+    holders = s.holders()
+    for q, cfg in sorted(s.queues.items()):
         mrd = cfg.get("mrdId", "")
-        members = sorted(a for a, h in agents.items() if q in json.loads(h.get("queues") or "[]"))
-        available = {a for a in members if _available(agents[a], mrd, mrds)}
-        # 6. first steps, and each (queue, step) index
-        first = _first_steps(rep, q, cfg, {a: agents[a] for a in members})
-        indexes = {0: set(await r.zrange(k.q_avail(q), 0, -1))}
-        expected = {0: available if first is None else set()}
-        if first is not None:
-            for n in range(1, 11):
-                indexes[n] = set(await r.zrange(k.q_avail_step(q, n), 0, -1))
-                expected[n] = {a for a in available if first[a] == n}
-        for n in sorted(indexes):
-            if indexes[n] != expected[n]:
-                where = f"step {n} index" if n else "availability index"
-                rep.add(f"queue {q}: {where} {sorted(indexes[n])}, available agents {sorted(expected[n])}")
-        for tid in sorted(waiting.get(q, ())):
-            t = tasks.get(tid)
+        available = s.available(q)
+        first = s.first_steps(q)
+        expected = available if first is None else set()
+        if s.avail[(q, 0)] != expected:
+            rep.add(f"queue {q}: availability index {sorted(s.avail[(q, 0)])}, available agents {sorted(expected)}")
+        for tid in sorted(s.waiting.get(q, ())):
+            t = s.tasks.get(tid)
             if t is None:
                 continue
             held_by = holders.get((t["conversationId"], mrd), set())
@@ -265,28 +312,72 @@ async def check(engine: Engine, *, overdue_ms: int | None = None, events: bool =
             if takers:
                 at = f" at step {step}" if first is not None else ""
                 rep.add(f"task {tid} waits in queue {q}{at} while {takers} could take it")
-        for tid in sorted(preferred.get(q, ())):
-            t = tasks.get(tid)
+
+
+def check_steps(s: Snapshot, rep: Report) -> None:
+    """6. Steps: stored first steps, each (queue, step) index, and each
+    waiting task's step set and step deadline."""
+    for q in sorted(s.queues):
+        first = s.first_steps(q)
+        if first is None:
+            continue
+        for a in s.members(q):
+            stored = int(s.agents[a].get(f"fs|{q}") or -1)
+            if stored != first[a]:
+                rep.add(f"agent {a}: first step {stored} in queue {q}, its attributes give {first[a]}")
+        available = s.available(q)
+        for n in range(1, 11):
+            expected = {a for a in available if first[a] == n}
+            if s.avail[(q, n)] != expected:
+                rep.add(f"queue {q}: step {n} index {sorted(s.avail[(q, n)])}, available agents {sorted(expected)}")
+    for t in _queued(s):
+        if t.get("parked") == "p":
+            continue  # waits for its preferred agent: 7
+        tid, q = t["id"], t.get("queueId")
+        steps = [n for (qq, n), ids in s.by_step.items() if qq == q and tid in ids]
+        expected = [int(t["step"])] if t.get("step") else []
+        if steps != expected:
+            rep.add(f"task {tid} at step {t.get('step')} is in the waiting sets of steps {steps}")
+        if t.get("nextStepAt") and s.timers.get(timer_member("step", tid)) != float(t["nextStepAt"]):
+            rep.add(f"task {tid} has a later step at {t['nextStepAt']} without its step deadline")
+        if t.get("step") and t.get("steps") and int(t["step"]) < int(t["steps"]) and not t.get("nextStepAt"):
+            rep.add(f"task {tid} waits at step {t['step']} of {t['steps']} with no next step")
+
+
+def check_preferred(s: Snapshot, rep: Report) -> None:
+    """7. A task waiting for its preferred agent only is in that agent's and
+    the queue's preferred sets, in no step set, has its window deadline, and
+    its agent cannot take it now."""
+    for t in _queued(s):
+        if t.get("parked") != "p":
+            continue
+        tid, q, a = t["id"], t.get("queueId"), t.get("pref")
+        steps = [n for (qq, n), ids in s.by_step.items() if qq == q and tid in ids]
+        if steps or tid not in s.preferred.get(q, set()) or tid not in s.agent_pref.get(a, set()):
+            rep.add(f"task {tid} waits for agent {a} only but is in step sets {steps} / preferred sets")
+        if s.timers.get(timer_member("pref", tid)) != float(t.get("prefUntil") or -1):
+            rep.add(f"task {tid} waits for its preferred agent without its window deadline")
+    holders = s.holders()
+    for q in sorted(s.queues):
+        for tid in sorted(s.preferred.get(q, ())):
+            t = s.tasks.get(tid)
             a = t and t.get("pref")
-            if a in agents and _available(agents[a], t["mrdId"], mrds) and a not in holders.get(
+            if a in s.agents and _available(s.agents[a], t["mrdId"], s.mrds) and a not in holders.get(
                     (t["conversationId"], t["mrdId"]), set()):
                 rep.add(f"task {tid} waits for its preferred agent {a}, who could take it")
 
-    # 3. the stream carries every change
+
+async def check(engine: Engine, *, overdue_ms: int | None = None, events: bool = True) -> Report:
+    """Every invariant, in order, on the tenant's state as it is now."""
+    s = await read(engine, clock=overdue_ms is not None)
+    closed = sum(1 for t in s.tasks.values() if t["state"] == "CLOSED")
+    rep = Report(tasks_live=len(s.tasks) - closed, tasks_closed=closed, agents=len(s.agents))
+    check_capacity(s, rep)
+    check_one_place(s, rep)
     if events:
-        last_task: dict[str, dict[str, Any]] = {}
-        last_agent: dict[str, dict[str, Any]] = {}
-        for ev in await engine.events():
-            if ev.task is not None:
-                last_task[ev.task["id"]] = ev.task
-            if ev.agent is not None:
-                last_agent[ev.agent["id"]] = ev.agent
-        for tid in tasks:
-            current = (await engine.get_task(tid)).to_dict()
-            if last_task.get(tid) != current:
-                rep.add(f"task {tid}: last event {last_task.get(tid)} differs from state {current}")
-        for aid in agents:
-            current = (await engine.get_agent(aid)).to_dict()
-            if last_agent.get(aid) != current:
-                rep.add(f"agent {aid}: last event differs from state {current}")
+        await check_events(engine, s, rep)
+    check_deadlines(s, rep, overdue_ms)
+    check_nothing_waits(s, rep)
+    check_steps(s, rep)
+    check_preferred(s, rep)
     return rep
