@@ -17,6 +17,7 @@ from aiohttp import web
 from redroute.backend import connect
 from redroute.engine import default_runner
 from redroute.keys import tenant_prefix
+from redroute.limits import DEFAULT_EVENTS_MAXLEN, DEFAULT_RETENTION_MS
 
 # A task document as POST /v1/tasks answers it (the same size, ~700 bytes).
 TASK = {
@@ -37,7 +38,8 @@ def build_app(redis_url: str) -> web.Application:
 
     async def handle(request: web.Request) -> web.Response:
         body = json.loads(await request.read())
-        n = await redis.evalsha(noop.sha, 1, tenant_prefix("default"), 1_000_000, 86_400_000)
+        n = await redis.evalsha(noop.sha, 1, tenant_prefix("default"), DEFAULT_EVENTS_MAXLEN,
+                                DEFAULT_RETENTION_MS)
         doc = dict(TASK, conversationId=body.get("conversationId", "c-1"), priority=int(n))
         return web.Response(text=json.dumps(doc, separators=(",", ":")), status=201, content_type="application/json")
 

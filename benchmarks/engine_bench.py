@@ -43,8 +43,8 @@ from harness import (
 )
 
 from redroute import Engine
+from redroute.limits import DAY_MS
 
-DAY_MS = 24 * 3600 * 1000
 OPS = ("noop", "push+reserve", "accept", "close", "lifecycle")
 
 

@@ -23,9 +23,10 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from harness import ROOT, load_scripts, summary_ms
-from http_bench import DAY_MS, redroute_server
+from http_bench import redroute_server
 
 from redroute import Engine
+from redroute.limits import DAY_MS
 
 TENANT = "events"
 PROBES = ("sse", "xreadgroup", "groupconsumer")

@@ -30,8 +30,8 @@ from harness import ROOT, RawScripts, free_port, load_scripts, pipelined, summar
 
 from redroute import Engine
 from redroute.keys import TenantKeys
+from redroute.limits import DAY_MS
 
-DAY_MS = 24 * 3600 * 1000
 TENANT = "default"
 
 

@@ -22,8 +22,8 @@ import redis.asyncio as aioredis
 from harness import RawScripts, load_scripts, pipelined, task_ids
 
 from redroute import Engine
+from redroute.limits import DAY_MS
 
-DAY_MS = 24 * 3600 * 1000
 SKIP = {"config|resetstat", "info", "config", "xlen", "xrevrange"}
 
 

@@ -28,10 +28,10 @@ import redis.asyncio as aioredis
 from harness import RedisCounters, pipelined, task_ids
 
 from redroute.keys import tenant_prefix
+from redroute.limits import DAY_MS, DEFAULT_EVENTS_MAXLEN, DEFAULT_RETENTION_MS
 from redroute.scripts import Script, load_scripts
 
-DAY_MS = 24 * 3600 * 1000
-MAXLEN, RETENTION = 1_000_000, DAY_MS
+MAXLEN, RETENTION = DEFAULT_EVENTS_MAXLEN, DEFAULT_RETENTION_MS
 
 
 def _first_statement(src: str, fn: str, stmt: str) -> str | None:

@@ -22,8 +22,7 @@ import redis.asyncio as aioredis
 from harness import RedisCounters, load_scripts
 
 from redroute import Engine
-
-DAY_MS = 24 * 3600 * 1000
+from redroute.limits import DAY_MS
 
 
 async def noop_job(ctx: dict[str, Any], **kwargs: Any) -> int:

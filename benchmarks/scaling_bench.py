@@ -29,8 +29,7 @@ import redis.asyncio as aioredis
 from harness import RawScripts, RedisCounters, load_scripts, pipelined
 
 from redroute import Engine
-
-DAY_MS = 24 * 3600 * 1000
+from redroute.limits import DAY_MS
 
 
 async def used_memory(redis: aioredis.Redis, engine: Engine) -> tuple[int, int]:

@@ -21,9 +21,10 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from harness import RawScripts, load_scripts, pipelined, summary_ms
-from http_bench import DAY_MS, redroute_command
+from http_bench import redroute_command
 
 from redroute import Engine
+from redroute.limits import DAY_MS
 
 
 def start_worker(redis_url: str) -> subprocess.Popen:
