@@ -26,8 +26,7 @@ local P = KEYS[1]
 local TENANT = string.sub(P, 5, -3)
 local MAXLEN = ARGV[1]
 local RETENTION = ARGV[2]  -- a string, as redis.call takes it (see istr)
--- (One constructor: filling the table in a loop grew it four times, a tenth
--- of a short script's cost.)
+-- One constructor: a table filled in a loop grows several times on the way.
 local A = {unpack(ARGV, 3)}
 
 -- The tenant's key of up to three parts, e.g. key('q', id, 'waiting'):
@@ -88,7 +87,7 @@ local function jid(s)
 end
 
 -- An integer as a string, formatted once per call. redis.call formats a
--- Lua number argument with "%.17g", several times the cost of '%d', so
+-- Lua number argument with "%.17g", dearer than '%d', so
 -- numbers reach it through istr; a call's events repeat the same few
 -- numbers (now, deadlines, counts), which the memo formats once.
 -- A string (a number read back from Redis or a task) passes as it is.
@@ -159,8 +158,8 @@ end
 
 -- Appends one event to the tenant's stream; data is already JSON. The
 -- events are written, in order, when the script ends: a script that fails
--- writes none, and only the last XADD trims the stream (MAXLEN ~ on each
--- cost a tenth of a step's events).
+-- writes none, and only the last XADD trims the stream (MAXLEN ~ is paid
+-- on every XADD that carries it).
 local EVENTS = {}
 
 local function emit(etype, data)

@@ -22,8 +22,8 @@ local TASKS = {}
 
 -- A task's integer fields are kept as the strings they are written as
 -- (arithmetic on them converts by itself; comparisons use tonumber): cjson
--- writes a number with "%.14g" and reads it with strtod, which made numbers
--- the dearest part of saving and reading a task. A task saved with numbers
+-- writes a number with "%.14g" and reads it with strtod, both dear on every
+-- save and read. A task saved with numbers
 -- (before this form) is converted when read.
 local function task_numbers_as_strings(t)
   for _, f in ipairs({'priority', 'enqueueTime', 'ttlDeadline', 'createdAt', 'updatedAt'}) do
