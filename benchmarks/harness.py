@@ -15,7 +15,6 @@ import json
 import os
 import platform
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,17 +27,16 @@ import redis as syncredis
 import redis.asyncio as aioredis
 
 from redroute import Engine
-from redroute.engine import DEFAULT_EVENTS_MAXLEN, DEFAULT_RETENTION_MS, default_runner
+from redroute.limits import DEFAULT_EVENTS_MAXLEN, DEFAULT_RETENTION_MS
+from redroute.scripts import default_runner
 
 ROOT = Path(__file__).resolve().parent
+# The repository root, for localredis (shared with the tests, not shipped).
+sys.path.insert(0, str(ROOT.parent))
+from localredis import free_port  # noqa: E402
+
 RESULTS = ROOT / "results"
 REDIS_CORE = 0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def cpu_split() -> dict[str, Any]:

@@ -2,7 +2,7 @@
 load on a cluster of three masters, against the same load on one master.
 
 Both runs use the same code path: a local Redis Cluster started by this
-benchmark (tests/support/cluster.py; no persistence, no replicas), with all
+benchmark (localredis/cluster.py; no persistence, no replicas), with all
 16384 slots on one master for the baseline and spread over three for the
 scale-out, the same tenants, the same client processes and the same timer
 worker process (subscribed on every master, as in production).
@@ -19,9 +19,9 @@ worker share the machine's cores. Three masters can only beat one by as much
 as there are cores to run them, and the Python clients need cores too; the
 report prints the core count and where the CPU went (servers vs clients).
 
-    python benchmarks/cluster_bench.py                # 1 and 3 masters, 10 s each
-    python benchmarks/cluster_bench.py --quick        # 3 s each, fewer tenants
-    python benchmarks/cluster_bench.py --json out.json
+    python benchmarks/tools/cluster_bench.py                # 1 and 3 masters, 10 s each
+    python benchmarks/tools/cluster_bench.py --quick        # 3 s each, fewer tenants
+    python benchmarks/tools/cluster_bench.py --json out.json
 """
 
 from __future__ import annotations
@@ -42,11 +42,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "src"))
 
-from tests.support.cluster import LocalCluster, start_cluster  # noqa: E402
+from localredis.cluster import LocalCluster, start_cluster  # noqa: E402
 
 MAX_REQUESTS = 50
 AGENTS = 4

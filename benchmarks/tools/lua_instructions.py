@@ -9,10 +9,10 @@ calls (pipelined) and reads the total back from a dump. The count covers all
 of redis-server's work for the call (reading the request, the script, the
 reply), as EVALSHA of `return 1` shows.
 
-  python benchmarks/lua_instructions.py                 the working tree
-  python benchmarks/lua_instructions.py --ref HEAD~3    also lua/ and the
+  python benchmarks/tools/lua_instructions.py                 the working tree
+  python benchmarks/tools/lua_instructions.py --ref HEAD~3    also lua/ and the
                                                         loader of a git ref
-  python benchmarks/lua_instructions.py --variants      lua_whatif's variants
+  python benchmarks/tools/lua_instructions.py --variants      lua_whatif's variants
 
 Needs valgrind (callgrind_control) and redis-server on PATH; slow (~50x), so
 K is small. Not part of run.py.
@@ -34,12 +34,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-import lua_whatif
 import redis as syncredis
 import redis.asyncio as aioredis
-from harness import ROOT, free_port, pipelined
 
 from redroute.scripts import Script, load_scripts
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: the suite's modules
+import lua_whatif  # noqa: E402
+from harness import ROOT, free_port, pipelined  # noqa: E402
 
 
 class Callgrind:

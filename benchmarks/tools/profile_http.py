@@ -3,7 +3,7 @@ bare baseline server under the same closed-loop load, and splits each
 server's CPU per request into categories (by the frames on each sampled
 stack), so the difference between the two is attributed.
 
-    python benchmarks/profile_http.py [--seconds 8] [--kind push|accept]
+    python benchmarks/tools/profile_http.py [--seconds 8] [--kind push|accept]
 
 Needs py-spy (the `bench` extra) and permission to ptrace the servers
 (root, or kernel.yama.ptrace_scope=0). Not part of run.py: it is the tool
@@ -24,9 +24,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import http_bench
 import redis.asyncio as aioredis
-from harness import RESULTS, cpu_split, describe_split, load_scripts, start_redis
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: the suite's modules
+import http_bench  # noqa: E402
+from harness import RESULTS, cpu_split, describe_split, load_scripts, start_redis  # noqa: E402
 
 # First match wins, checked in this order against every frame of a sample.
 CATEGORIES: list[tuple[str, str]] = [

@@ -12,10 +12,11 @@ import sys
 import pytest
 import redis.asyncio as aioredis
 
+from localredis import free_port
 from redroute import Engine
 from redroute.keys import TenantKeys, timer_member
 from tests.support.center import setup_center
-from tests.support.redis_server import RedisProcess, free_port
+from tests.support.redis_server import RedisProcess
 
 
 def run_check(url: str | None, *args: str) -> subprocess.CompletedProcess:

@@ -1,5 +1,5 @@
 """Redis Cluster: tenants spread over the shards of a real local cluster of
-three masters (tests/support/cluster.py starts it once per session).
+three masters (localredis/cluster.py starts it once per session).
 
 - Every operation (every Lua script) runs on the cluster for tenants whose
   hash tags land on different masters, with a guard that fails any script
@@ -30,6 +30,15 @@ from typing import Any
 
 import pytest
 
+from localredis import free_port
+from localredis.cluster import (
+    LocalCluster,
+    add_master,
+    migrate_slot,
+    remove_master,
+    start_cluster,
+    tools_available,
+)
 from redroute import Engine
 from redroute.backend import (
     ClusterClient,
@@ -44,14 +53,6 @@ from redroute.events.stream import StreamReader
 from redroute.keys import HEARTBEAT, TENANTS, TenantKeys, tenant_of_timer_key, tenant_prefix
 from redroute.scripts import Script, ScriptRunner, load_scripts
 from redroute.timers import TimerWorker
-from tests.support.cluster import (
-    LocalCluster,
-    add_master,
-    migrate_slot,
-    remove_master,
-    start_cluster,
-    tools_available,
-)
 from tests.support.http import serve_process
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -469,14 +470,6 @@ def http_layer_present() -> bool:
 
     return importlib.util.find_spec("redroute.cli.serve") is not None and \
         importlib.util.find_spec("redroute.client") is not None
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Served:

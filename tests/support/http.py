@@ -21,6 +21,7 @@ import pytest
 import redis.asyncio as aioredis
 from aiohttp import web
 
+from localredis import free_port
 from redroute import Engine
 from redroute.checks.invariants import check
 from redroute.client import Client
@@ -30,7 +31,7 @@ from redroute.http.app import STATE, State
 from redroute.keys import HEARTBEAT
 from redroute.timers import TimerWorker
 
-from .redis_server import RedisProcess, free_port
+from .redis_server import RedisProcess
 
 
 @dataclass
