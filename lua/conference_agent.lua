@@ -36,7 +36,7 @@ return run(function()
   if not mrd_id then
     fail('VALIDATION_ERROR', 'mrdId is required: conversation ' .. cid .. ' has no live task')
   end
-  if not mrd_get(mrd_id) then fail('NOT_FOUND', 'mrd ' .. mrd_id .. ' does not exist') end
+  mrd_must(mrd_id)
   for _, tid in ipairs(redis.call('SMEMBERS', key('agent', a.id, 'tasks'))) do
     if task_get(tid).conversationId == cid then
       fail('INVALID_TRANSITION', 'agent ' .. a.id .. ' already holds conversation ' .. cid)

@@ -7,7 +7,5 @@
 ]]
 --- @include "includes/config"
 return run(function()
-  local m = mrd_get(A[1])
-  if not m then fail('NOT_FOUND', 'mrd ' .. A[1] .. ' does not exist') end
-  return mrd_json(m)
+  return mrd_json(mrd_must(A[1]))
 end)

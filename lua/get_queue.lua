@@ -8,8 +8,7 @@
 ]]
 --- @include "includes/agent"
 return run(function()
-  local q = queue_get(A[1])
-  if not q then fail('NOT_FOUND', 'queue ' .. A[1] .. ' does not exist') end
+  local q = queue_must(A[1])
   -- (:age holds every waiting task, those waiting for a preferred agent too)
   local waiting = redis.call('ZCARD', key('q', q.id, 'age'))
   local oldest = redis.call('ZRANGE', key('q', q.id, 'age'), '0', '0', 'WITHSCORES')

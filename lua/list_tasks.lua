@@ -13,9 +13,7 @@
 return run(function()
   local ids
   if A[1] == 'agent' then
-    if redis.call('EXISTS', key('agent', A[2])) == 0 then
-      fail('NOT_FOUND', 'agent ' .. A[2] .. ' does not exist')
-    end
+    found('agent', A[2], redis.call('EXISTS', key('agent', A[2])) == 1)
     ids = redis.call('SMEMBERS', key('agent', A[2], 'tasks'))
   else
     ids = redis.call('ZRANGE', key('conv', A[2]), '0', '-1')

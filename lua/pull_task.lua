@@ -28,8 +28,7 @@
 return run(function()
   local a = agent_must(A[1])
   local cid, mrd_id = A[2], A[3]
-  local mrd = mrd_get(mrd_id)
-  if not mrd then fail('NOT_FOUND', 'mrd ' .. mrd_id .. ' does not exist') end
+  local mrd = mrd_must(mrd_id)
   if a.f.st == 'LOGOUT' then fail('INVALID_TRANSITION', 'agent ' .. a.id .. ' is logged out') end
   local t = agent_conversation_task(a, cid, mrd_id)
   if not t then

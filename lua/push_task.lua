@@ -47,8 +47,7 @@ return run(function()
       if t then return {200, task_json(t)} end
     end
   end
-  local q = queue_get(A[1])
-  if not q then fail('NOT_FOUND', 'queue ' .. A[1] .. ' does not exist') end
+  local q = queue_must(A[1])
   local ttl = tonumber(A[4]) or q.agentRequestTtlMs
   local pref, pref_ms = nz(A[9] or ''), tonumber(A[10] or '') or DEFAULT_PREFERRED_AGENT_TIMEOUT_MS
   if pref then

@@ -31,7 +31,7 @@
 --- @include "includes/lifecycle"
 return run(function()
   local id, mrd = A[1], A[2]
-  if not mrd_get(mrd) then fail('NOT_FOUND', 'mrd ' .. mrd .. ' does not exist') end
+  mrd_must(mrd)
   local old = queue_get(id)
   if old and old.mrdId ~= mrd and redis.call('ZCARD', key('q', id, 'age')) > 0 then
     fail('INVALID_TRANSITION', 'queue ' .. id .. ' has waiting tasks; its mrdId cannot change')

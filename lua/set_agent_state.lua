@@ -23,7 +23,7 @@ return run(function()
   local logged_out = a.f.st == 'LOGOUT'
 
   if mrd ~= '' then
-    if not mrd_get(mrd) then fail('NOT_FOUND', 'mrd ' .. mrd .. ' does not exist') end
+    mrd_must(mrd)
     if logged_out then fail('INVALID_TRANSITION', 'agent ' .. a.id .. ' is logged out') end
     agent_mrd_set_base(a, mrd, st, rc)
     agent_follow_mrds(a, nil)

@@ -35,8 +35,7 @@ return run(function()
   end
   local q, target
   if A[3] ~= '' then
-    q = queue_get(A[3])
-    if not q then fail('NOT_FOUND', 'queue ' .. A[3] .. ' does not exist') end
+    q = queue_must(A[3])
   else
     target = agent_must(A[4])
     if target.id == from.id then fail('INVALID_TRANSITION', 'an agent cannot transfer to itself') end

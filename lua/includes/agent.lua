@@ -71,9 +71,7 @@ AT_END[#AT_END + 1] = function()
 end
 
 local function agent_must(id)
-  local a = agent_get(id)
-  if not a then fail('NOT_FOUND', 'agent ' .. id .. ' does not exist') end
-  return a
+  return found('agent', id, agent_get(id))
 end
 
 -- Values are kept as Redis holds them, strings (numbers through istr), so

@@ -41,6 +41,12 @@ local function fail(code, detail)
   error({rr = code, detail = detail})
 end
 
+-- value, or NOT_FOUND "<kind> <id> does not exist" when there is none.
+local function found(kind, id, value)
+  if not value then fail('NOT_FOUND', kind .. ' ' .. id .. ' does not exist') end
+  return value
+end
+
 -- Work a script defers to its end (batched writes), registered by fragments.
 local AT_END = {}
 

@@ -17,23 +17,33 @@
 local DEFAULT_AGENT_SLA_MS = 30000
 local DEFAULT_PREFERRED_AGENT_TIMEOUT_MS = 30000
 
-local MRD_CACHE = {}
-local function mrd_get(id)
+-- A configuration hash read once per call: the fields wanted, with HMGET,
+-- not HGETALL (Redis builds a Lua table of a reply element by element, so
+-- half the elements cost half), made a table by decode(id, values); nil
+-- when the hash does not exist (its first field is always set).
+local function config_get(cache, kind, id, fields, decode)
   if id == nil then return nil end
-  local m = MRD_CACHE[id]
-  if m == nil then
-    -- HMGET of the fields wanted, not HGETALL: Redis builds a Lua table of
-    -- a reply element by element, so half the elements cost half.
-    local h = redis.call('HMGET', key('mrd', id), 'maxRequests', 'autoJoin', 'wrapUp', 'wrapUpTimeoutMs')
-    if not h[1] then
-      m = false
-    else
-      m = {id = id, maxRequests = tonumber(h[1]), autoJoin = h[2] == '1', wrapUp = h[3] == '1',
-           wrapUpTimeoutMs = tonumber(h[4])}
-    end
-    MRD_CACHE[id] = m
+  local c = cache[id]
+  if c == nil then
+    local h = redis.call('HMGET', key(kind, id), unpack(fields))
+    c = h[1] and decode(id, h) or false
+    cache[id] = c
   end
-  return m or nil
+  return c or nil
+end
+
+local MRD_CACHE, MRD_FIELDS = {}, {'maxRequests', 'autoJoin', 'wrapUp', 'wrapUpTimeoutMs'}
+local function mrd_decode(id, h)
+  return {id = id, maxRequests = tonumber(h[1]), autoJoin = h[2] == '1', wrapUp = h[3] == '1',
+          wrapUpTimeoutMs = tonumber(h[4])}
+end
+
+local function mrd_get(id)
+  return config_get(MRD_CACHE, 'mrd', id, MRD_FIELDS, mrd_decode)
+end
+
+local function mrd_must(id)
+  return found('mrd', id, mrd_get(id))
 end
 
 local function mrd_json(m)
@@ -52,29 +62,26 @@ local function mrd_ids()
   return MRD_IDS
 end
 
-local QUEUE_CACHE = {}
-local function queue_get(id)
-  if id == nil then return nil end
-  local q = QUEUE_CACHE[id]
-  if q == nil then
-    local h = redis.call('HMGET', key('queue', id), 'mrdId', 'agentRequestTtlMs', 'agentSlaMs',
-      'agentSelectionPolicy', 'serviceLevelThresholdMs', 'stepAt', 'rtla')
-    if not h[1] then
-      q = false
-    else
-      q = {id = id, mrdId = h[1], agentRequestTtlMs = tonumber(h[2]), agentSlaMs = tonumber(h[3]),
-           agentSelectionPolicy = h[4], serviceLevelThresholdMs = tonumber(h[5]),
-           rtla = tonumber(h[7])}
-      -- A queue with steps: nsteps and each step's start (skills.lua);
-      -- a queue without has neither, and routes as in v1.
-      if h[6] then
-        q.stepAt = cjson.decode(h[6])
-        q.nsteps = #q.stepAt
-      end
-    end
-    QUEUE_CACHE[id] = q
+local QUEUE_CACHE, QUEUE_FIELDS = {}, {'mrdId', 'agentRequestTtlMs', 'agentSlaMs',
+  'agentSelectionPolicy', 'serviceLevelThresholdMs', 'stepAt', 'rtla'}
+local function queue_decode(id, h)
+  local q = {id = id, mrdId = h[1], agentRequestTtlMs = tonumber(h[2]), agentSlaMs = tonumber(h[3]),
+             agentSelectionPolicy = h[4], serviceLevelThresholdMs = tonumber(h[5]), rtla = tonumber(h[7])}
+  -- A queue with steps: nsteps and each step's start (skills.lua); a queue
+  -- without has neither, and routes as in v1.
+  if h[6] then
+    q.stepAt = cjson.decode(h[6])
+    q.nsteps = #q.stepAt
   end
-  return q or nil
+  return q
+end
+
+local function queue_get(id)
+  return config_get(QUEUE_CACHE, 'queue', id, QUEUE_FIELDS, queue_decode)
+end
+
+local function queue_must(id)
+  return found('queue', id, queue_get(id))
 end
 
 -- The v2 fields appear only on a queue that sets them.

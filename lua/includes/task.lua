@@ -55,9 +55,7 @@ local function task_is_live(id)
 end
 
 local function task_must(id)
-  local t = task_get(id)
-  if not t then fail('NOT_FOUND', 'task ' .. id .. ' does not exist') end
-  return t
+  return found('task', id, task_get(id))
 end
 
 local NO_ROUTING = '{"step":null,"steps":null,"nextStepAt":null,"preferredAgentId":null,"preferredUntil":null}'

@@ -12,16 +12,9 @@ from typing import Any
 import aiohttp
 import msgpack
 
+from . import limits
 from .errors import BY_CODE, RedrouteError
 from .events.model import Event, decode_entry
-from .limits import (
-    DEFAULT_AGENT_REQUEST_TTL_MS,
-    DEFAULT_AGENT_SLA_MS,
-    DEFAULT_MAX_REQUESTS,
-    DEFAULT_PRIORITY,
-    DEFAULT_SERVICE_LEVEL_THRESHOLD_MS,
-    DEFAULT_WRAP_UP_TIMEOUT_MS,
-)
 from .model import Agent, Mrd, Queue, RoutingExplanation, Step, Task
 
 MSGPACK = "application/msgpack"
@@ -128,9 +121,9 @@ class Client:
 
     # Configuration
 
-    async def put_mrd(self, mrd_id: str, *, max_requests: int = DEFAULT_MAX_REQUESTS,
+    async def put_mrd(self, mrd_id: str, *, max_requests: int = limits.DEFAULT_MAX_REQUESTS,
                       auto_join: bool = False, wrap_up_enabled: bool = False,
-                      wrap_up_timeout_ms: int = DEFAULT_WRAP_UP_TIMEOUT_MS) -> Mrd:
+                      wrap_up_timeout_ms: int = limits.DEFAULT_WRAP_UP_TIMEOUT_MS) -> Mrd:
         _, d = await self.request("PUT", f"/v1/mrds/{mrd_id}", {
             "maxRequests": max_requests, "autoJoin": auto_join,
             "wrapUp": {"enabled": wrap_up_enabled, "timeoutMs": wrap_up_timeout_ms}})
@@ -140,10 +133,10 @@ class Client:
         return Mrd.from_dict((await self.request("GET", f"/v1/mrds/{mrd_id}"))[1])
 
     async def put_queue(self, queue_id: str, *, mrd_id: str,
-                        agent_request_ttl_ms: int = DEFAULT_AGENT_REQUEST_TTL_MS,
-                        agent_sla_ms: int = DEFAULT_AGENT_SLA_MS,
+                        agent_request_ttl_ms: int = limits.DEFAULT_AGENT_REQUEST_TTL_MS,
+                        agent_sla_ms: int = limits.DEFAULT_AGENT_SLA_MS,
                         agent_selection_policy: str = "LONGEST_AVAILABLE",
-                        service_level_threshold_ms: int = DEFAULT_SERVICE_LEVEL_THRESHOLD_MS,
+                        service_level_threshold_ms: int = limits.DEFAULT_SERVICE_LEVEL_THRESHOLD_MS,
                         steps: list[Step] | list[dict[str, Any]] | None = None,
                         route_to_last_agent_ms: int | None = None) -> Queue:
         body: dict[str, Any] = {
@@ -179,7 +172,7 @@ class Client:
 
     # Tasks
 
-    async def push_task(self, conversation_id: str, queue_id: str, *, priority: int = DEFAULT_PRIORITY,
+    async def push_task(self, conversation_id: str, queue_id: str, *, priority: int = limits.DEFAULT_PRIORITY,
                         agent_request_ttl_ms: int | None = None,
                         request_session: dict[str, Any] | None = None,
                         metadata: dict[str, Any] | None = None,
@@ -191,7 +184,7 @@ class Client:
         return Task.from_dict(d)
 
     async def push_task_idempotent(
-        self, idempotency_key: str, conversation_id: str, queue_id: str, *, priority: int = DEFAULT_PRIORITY,
+        self, idempotency_key: str, conversation_id: str, queue_id: str, *, priority: int = limits.DEFAULT_PRIORITY,
         agent_request_ttl_ms: int | None = None, request_session: dict[str, Any] | None = None,
         metadata: dict[str, Any] | None = None,
     ) -> tuple[Task, bool]:
@@ -212,7 +205,7 @@ class Client:
 
     async def conference(self, conversation_id: str, *, queue_id: str | None = None,
                          agent_id: str | None = None, mrd_id: str | None = None,
-                         sla_ms: int | None = None, priority: int = DEFAULT_PRIORITY,
+                         sla_ms: int | None = None, priority: int = limits.DEFAULT_PRIORITY,
                          request_session: dict[str, Any] | None = None,
                          metadata: dict[str, Any] | None = None) -> Task:
         _, d = await self.request("POST", f"/v1/conversations/{conversation_id}/conference",

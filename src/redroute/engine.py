@@ -64,6 +64,11 @@ def _compact(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
+def _sla_arg(sla_ms: int | None) -> int | str:
+    """A named agent's time to accept as a script argument: '' for the default."""
+    return "" if sla_ms is None else v.check_int("agentSlaMs", sla_ms, *AGENT_SLA_MS)
+
+
 class Engine:
     """Routing operations for one tenant on one Redis connection."""
 
@@ -323,16 +328,10 @@ class Engine:
                 conversation_id, queue_id, priority=priority, request_session=request_session,
                 metadata=metadata, direction=Direction.DIRECT_CONFERENCE,
             )
-        v.check_id("conversationId", conversation_id)
-        v.check_id("agentId", agent_id)
-        if mrd_id is not None:
-            v.check_id("mrdId", mrd_id)
-        if sla_ms is not None:
-            v.check_int("agentSlaMs", sla_ms, *AGENT_SLA_MS)
         raw = await self.call(
-            "conference_agent", conversation_id, agent_id, mrd_id or "",
-            "" if sla_ms is None else sla_ms, v.json_object("requestSession", request_session),
-            v.json_object("metadata", metadata),
+            "conference_agent", v.check_id("conversationId", conversation_id),
+            v.check_id("agentId", agent_id), v.check_optional_id("mrdId", mrd_id), _sla_arg(sla_ms),
+            v.json_object("requestSession", request_session), v.json_object("metadata", metadata),
         )
         return Task.from_json(raw)
 
@@ -346,15 +345,9 @@ class Engine:
         v.check_id("fromAgentId", from_agent_id)
         if (queue_id is None) == (agent_id is None):
             raise v.ValidationError("give exactly one of queueId and agentId")
-        if queue_id is not None:
-            v.check_id("queueId", queue_id)
-        if agent_id is not None:
-            v.check_id("agentId", agent_id)
-        if sla_ms is not None:
-            v.check_int("agentSlaMs", sla_ms, *AGENT_SLA_MS)
         raw = await self.call(
-            "transfer_task", conversation_id, from_agent_id, queue_id or "", agent_id or "",
-            "" if sla_ms is None else sla_ms,
+            "transfer_task", conversation_id, from_agent_id, v.check_optional_id("queueId", queue_id),
+            v.check_optional_id("agentId", agent_id), _sla_arg(sla_ms),
             "" if metadata is None else v.json_object("metadata", metadata),
         )
         return Task.from_json(raw)

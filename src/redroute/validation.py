@@ -24,6 +24,11 @@ def check_id(kind: str, value: Any) -> str:
     return value
 
 
+def check_optional_id(kind: str, value: Any) -> str:
+    """An id that may be left out (None): '' then, as scripts take it."""
+    return "" if value is None else check_id(kind, value)
+
+
 def check_tenant(value: Any) -> str:
     if not isinstance(value, str) or not TENANT_PATTERN.fullmatch(value):
         raise ValidationError(
