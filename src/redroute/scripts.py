@@ -11,8 +11,11 @@ Redis reports at a line of the composed script is reported at its source.
 
 from __future__ import annotations
 
+import bisect
+import functools
 import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.resources import files
 from importlib.resources.abc import Traversable
@@ -22,8 +25,7 @@ from typing import Any
 from redis.exceptions import NoScriptError, ResponseError
 
 _INCLUDE = re.compile(r'^--- @include "([^"]+)"[ \t]*$')
-_FUNCTION = re.compile(r"^local function ([A-Za-z_][A-Za-z0-9_]*)\(")
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_FUNCTION = re.compile(r"local function ([A-Za-z_][A-Za-z0-9_]*)\(")
 # Where Redis (user_script:N) and the embedded backend ([string "…"]:N)
 # place an error in the composed script.
 _ERROR_LINE = re.compile(r'(?:@?user_script|\[string "[^"]*"\]):(\d+)')
@@ -67,11 +69,14 @@ def _read(folder: Traversable, path: str) -> str:
     return node.read_text()
 
 
-def _resolve(folder: Traversable, path: str, text: str, done: set[str], stack: list[str]) -> list[Line]:
+def _resolve(folder: Traversable, path: str, text: str, done: dict[str, str],
+             stack: list[str]) -> list[Line]:
     """The lines of text (file path) with each include replaced by the
     fragment's lines; a fragment comes in once per script, where it is first
     included. An include of a fragment that is still being resolved (a
-    cycle) is refused: its functions would follow their users."""
+    cycle) is refused: its functions would follow their users. done maps
+    each file taken in to its text."""
+    done[path] = text
     here = path.rpartition("/")[0]
     out: list[Line] = []
     for i, line in enumerate(text.splitlines(), 1):
@@ -90,12 +95,12 @@ def _resolve(folder: Traversable, path: str, text: str, done: set[str], stack: l
             fragment = _read(folder, target)
         except OSError as e:
             raise ScriptError(f"lua/{path}:{i}: cannot include {name!r}: {e}") from None
-        done.add(target)
         out += _resolve(folder, target, fragment, done, [*stack, target])
     return out
 
 
-# Lua's lexical elements that matter for finding where a function ends.
+# Lua's lexical elements that matter for finding where a function ends:
+# long comments and strings, comments, quoted strings, names.
 _TOKEN = re.compile(
     r"--\[(?P<cl>=*)\[|--[^\n]*|\[(?P<sl>=*)\[|\"(?:\\.|[^\"\\\n])*\"|'(?:\\.|[^'\\\n])*'"
     r"|[A-Za-z_][A-Za-z0-9_]*|[\"']"
@@ -103,59 +108,78 @@ _TOKEN = re.compile(
 _OPENS = {"function": 1, "if": 1, "do": 1, "repeat": 1, "end": -1, "until": -1}
 
 
-def _function_end(lines: list[Line], start: int) -> int:
-    """The index of the line where the function opening at lines[start]
-    closes: blocks counted (function, if, do, repeat against end, until),
-    skipping strings and comments. Refuses what it cannot delimit."""
-    text = "\n".join(line[0] for line in lines[start:]) + "\n"
-    _, path, lineno = lines[start]
-    name = _FUNCTION.match(lines[start][0]).group(1)
-    depth, pos = 0, 0
-    while True:
-        m = _TOKEN.search(text, pos)
-        if m is None:
-            raise ScriptError(f"lua/{path}:{lineno}: function {name} has no end")
+def _tokens(text: str, where: Callable[[int], str]) -> list[tuple[int, str]]:
+    """The names and keywords of text outside strings and comments, with
+    their offsets."""
+    out: list[tuple[int, str]] = []
+    pos = 0
+    while (m := _TOKEN.search(text, pos)) is not None:
         tok, pos = m.group(0), m.end()
-        if m.group("cl") is not None or m.group("sl") is not None:
-            level = m.group("cl") if m.group("cl") is not None else m.group("sl")
+        level = m.group("cl") if m.group("cl") is not None else m.group("sl")
+        if level is not None:
             close = text.find("]" + level + "]", pos)
             if close < 0:
-                raise ScriptError(f"lua/{path}:{lineno}: function {name}: a long string or comment "
-                                  "that does not close")
+                raise ScriptError(f"{where(m.start())}: a long string or comment that does not close")
             pos = close + len(level) + 2
         elif tok in ('"', "'"):
-            raise ScriptError(f"lua/{path}:{lineno}: function {name}: a string that does not close "
-                              "on its line")
-        elif tok in _OPENS:
-            depth += _OPENS[tok]
-            if depth == 0:
-                last = start + text.count("\n", 0, pos)
-                rest = text[pos:text.find("\n", pos)]
-                if rest.strip() and not rest.strip().startswith("--"):
-                    raise ScriptError(
-                        f"lua/{lines[last][1]}:{lines[last][2]}: code after the end of function "
-                        f"{name} on the same line: start it on a line of its own")
-                return last
-
-
-def _names(lines: list[Line]) -> set[str]:
-    """Every name the lines mention outside comments."""
-    out: set[str] = set()
-    text = "\n".join(line[0] for line in lines)
-    pos = 0
-    for m in _TOKEN.finditer(text):
-        if m.start() < pos:
-            continue
-        tok = m.group(0)
-        if m.group("cl") is not None:
-            close = text.find("]" + m.group("cl") + "]", m.end())
-            pos = len(text) if close < 0 else close
-        elif not tok.startswith("--") and _NAME.fullmatch(tok):
-            out.add(tok)
+            raise ScriptError(f"{where(m.start())}: a string that does not close on its line")
+        elif tok[0] not in "-\"'":
+            out.append((m.start(), tok))
     return out
 
 
-def _prune(lines: list[Line]) -> list[Line]:
+Outline = tuple[dict[str, tuple[int, int, frozenset[str]]], frozenset[str]]
+
+
+@functools.lru_cache(maxsize=256)
+def _outline(path: str, text: str) -> Outline:
+    """A file's top-level functions, name -> (first line, last line, the
+    names in it), and the names outside them. A top-level function starts a
+    line with "local function name(" and ends where its blocks close
+    (function, if, do, repeat against end, until); what cannot be delimited
+    (no end, code after the end on the same line) is refused."""
+    source = text if text.endswith("\n") else text + "\n"
+    starts = [0, *(i + 1 for i, c in enumerate(source) if c == "\n")]
+
+    def line_of(offset: int) -> int:  # 1-based
+        return bisect.bisect_right(starts, offset)
+
+    def where(offset: int) -> str:
+        return f"lua/{path}:{line_of(offset)}"
+
+    tokens = _tokens(source, where)
+    functions: dict[str, tuple[int, int, frozenset[str]]] = {}
+    rest: set[str] = set()
+    i = 0
+    while i < len(tokens):
+        offset, tok = tokens[i]
+        first = line_of(offset)
+        m = _FUNCTION.match(source, offset) if tok == "local" and offset == starts[first - 1] else None
+        if m is None:
+            rest.add(tok)
+            i += 1
+            continue
+        name, depth, j, body = m.group(1), 0, i + 1, set()
+        while True:
+            if j == len(tokens):
+                raise ScriptError(f"{where(offset)}: function {name} has no end")
+            end_offset, t = tokens[j]
+            body.add(t)
+            depth += _OPENS.get(t, 0)
+            j += 1
+            if depth == 0 and t in ("end", "until"):
+                break
+        last = line_of(end_offset)
+        after = source[end_offset + 3:starts[last] - 1].strip()
+        if after and not after.startswith("--"):
+            raise ScriptError(f"{where(end_offset)}: code after the end of function {name} on the "
+                              "same line: start it on a line of its own")
+        functions[name] = (first, last, frozenset(body))
+        i = j
+    return functions, frozenset(rest)
+
+
+def _prune(lines: list[Line], sources: dict[str, str]) -> list[Line]:
     """Drops the top-level functions that the script never reaches.
 
     Redis runs a script's whole body on every call, so each included
@@ -164,29 +188,23 @@ def _prune(lines: list[Line]) -> list[Line]:
     statements) by name, transitively; a name that only looks like a
     reference (a local of the same name) keeps a function, never drops one
     that is used."""
-    functions: dict[str, tuple[int, int]] = {}
-    i = 0
-    while i < len(lines):
-        m = _FUNCTION.match(lines[i][0])
-        if m:
-            end = _function_end(lines, i)
-            functions[m.group(1)] = (i, end)
-            i = end + 1
-        else:
-            i += 1
-    inside = {n for a, b in functions.values() for n in range(a, b + 1)}
-    rest = [line for n, line in enumerate(lines) if n not in inside]
+    functions: dict[str, tuple[str, int, int, frozenset[str]]] = {}
+    rest: set[str] = set()
+    for path, text in sources.items():
+        outline, outside = _outline(path, text)
+        functions.update({name: (path, *span) for name, span in outline.items()})
+        rest |= outside
     wanted: set[str] = set()
-    todo = [n for n in _names(rest) if n in functions]
+    todo = [n for n in rest if n in functions]
     while todo:
         name = todo.pop()
         if name in wanted:
             continue
         wanted.add(name)
-        a, b = functions[name]
-        todo.extend(n for n in _names(lines[a:b + 1]) if n in functions and n not in wanted)
-    dropped = {n for name, (a, b) in functions.items() if name not in wanted for n in range(a, b + 1)}
-    return [line for n, line in enumerate(lines) if n not in dropped]
+        todo.extend(n for n in functions[name][3] if n in functions and n not in wanted)
+    dropped = {(path, n) for name, (path, a, b, _) in functions.items() if name not in wanted
+               for n in range(a, b + 1)}
+    return [line for line in lines if (line[1], line[2]) not in dropped]
 
 
 def lua_folder() -> Traversable:
@@ -200,7 +218,9 @@ def lua_folder() -> Traversable:
 def compose(text: str, folder: Traversable | None = None, *, name: str = "<script>") -> Script:
     """A script as Redis runs it: its includes resolved from lua/ (or
     folder), the functions it never reaches pruned."""
-    lines = _prune(_resolve(folder or lua_folder(), f"{name}.lua", text, set(), [f"{name}.lua"]))
+    sources: dict[str, str] = {}
+    lines = _resolve(folder or lua_folder(), f"{name}.lua", text, sources, [f"{name}.lua"])
+    lines = _prune(lines, sources)
     source = "".join(line[0] + "\n" for line in lines)
     return Script(name, source, hashlib.sha1(source.encode()).hexdigest(),
                   tuple((path, n) for _, path, n in lines))
