@@ -43,8 +43,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..engine import Engine
-from ..expressions import evaluate
+from ..expressions import LIMITS, evaluate
 from ..keys import task_match, timer_member, timer_task_id, waiting_task_id
+
+STEPS = range(1, LIMITS.steps + 1)  # a queue's step numbers
 
 
 @dataclass
@@ -138,7 +140,7 @@ async def read(engine: Engine, *, clock: bool = False) -> Snapshot:
     avail = {(q, 0): set(await r.zrange(k.q_avail(q), 0, -1)) for q in queues}
     for q, cfg in queues.items():
         if "stepCode" in cfg:
-            avail |= {(q, n): set(await r.zrange(k.q_avail_step(q, n), 0, -1)) for n in range(1, 11)}
+            avail |= {(q, n): set(await r.zrange(k.q_avail_step(q, n), 0, -1)) for n in STEPS}
     tasks: dict[str, dict[str, Any]] = {}
     for key in await _scan(r, task_match(k)):
         raw = await r.get(key)
@@ -154,7 +156,7 @@ async def read(engine: Engine, *, clock: bool = False) -> Snapshot:
         timers=dict(await r.zrange(k.timers, 0, -1, withscores=True)),
         waiting={q: await _members(r, k.q_waiting(q)) for q in queues},
         preferred={q: await _members(r, k.q_pref(q)) for q in queues},
-        by_step={(q, n): await _members(r, k.q_waiting_step(q, n)) for q in queues for n in range(1, 11)},
+        by_step={(q, n): await _members(r, k.q_waiting_step(q, n)) for q in queues for n in STEPS},
         agent_pref={a: await _members(r, k.agent_pref(a)) for a in agent_ids},
         avail=avail,
         tasks=tasks,
@@ -326,7 +328,7 @@ def check_steps(s: Snapshot, rep: Report) -> None:
             if stored != first[a]:
                 rep.add(f"agent {a}: first step {stored} in queue {q}, its attributes give {first[a]}")
         available = s.available(q)
-        for n in range(1, 11):
+        for n in STEPS:
             expected = {a for a in available if first[a] == n}
             if s.avail[(q, n)] != expected:
                 rep.add(f"queue {q}: step {n} index {sorted(s.avail[(q, n)])}, available agents {sorted(expected)}")
