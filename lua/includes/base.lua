@@ -190,7 +190,8 @@ end
 -- the next one. A PUBLISH on rr:wake wakes a worker sleeping past a new
 -- earliest deadline at once. (Removing the earliest deadline leaves the key
 -- as it is: one early wake-up, which finds nothing due and re-arms.)
--- Members: "ttl|<taskId>", "rona|<taskId>|<mediaId>", "wrap|<taskId>".
+-- Members: "ttl|<taskId>", "rona|<taskId>|<mediaId>", "wrap|<taskId>",
+-- "step|<taskId>", "pref|<taskId>" (keys.timer_member in Python).
 local function timer_arm(at)
   local delay = at - now_ms()
   if delay < 1 then delay = 1 end

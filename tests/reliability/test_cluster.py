@@ -578,7 +578,10 @@ async def test_a_master_dies_the_other_shards_route_on(cluster: LocalCluster, rc
     base = None
     try:
         await until(lambda: rc.exists(HEARTBEAT), bool)
-        srv = stack.enter_context(serve(cluster.url, "--no-timers")) \
+        # Started in a thread: waiting for /healthz here would block the loop
+        # that runs the worker, whose heartbeat /healthz wants, and on a slow
+        # machine the heartbeat would expire before the server answered.
+        srv = await asyncio.to_thread(stack.enter_context, serve(cluster.url, "--no-timers")) \
             if http_layer_present() else None
         clients = {}
         if srv is not None:
