@@ -95,7 +95,9 @@ class Tenant:
 
     async def config(self, agents: int, max_requests: int = 4) -> None:
         await self.call("put_mrd", "chat", max_requests, 0, 0, 60000)
-        await self.call("put_queue", "q", "chat", DAY_MS, DAY_MS, "LONGEST_AVAILABLE", 20000)
+        # No steps (A[7..10]), no routeToLastAgent (A[11]): the queue as before skills.
+        await self.call("put_queue", "q", "chat", DAY_MS, DAY_MS, "LONGEST_AVAILABLE", 20000,
+                        "", "", "", "", "")
 
         def agent(p: Any, i: int) -> None:
             self.add(p, "put_agent", f"a{i}", '["q"]', "{}", "{}")
