@@ -16,6 +16,7 @@ run on the other cores. Sections (see each module's docstring):
   events       events_bench.py  delivery latency to SSE, XREADGROUP and GroupConsumer
   http         http_bench.py    open-loop latency vs load, against a bare aiohttp handler
   peer         saq_bench.py     saq's enqueue -> pick -> complete vs redroute's lifecycle
+  skills       skills_bench.py  decision cost with 10 steps, small vs large; lifecycle with 3 steps vs none
 
 The targets are reported met or missed; they never change the exit code.
 The exit code is non-zero only when a section broke (an exception).
@@ -39,6 +40,7 @@ import http_bench
 import lua_profile
 import saq_bench
 import scaling_bench
+import skills_bench
 import timer_bench
 from harness import (
     RESULTS,
@@ -60,6 +62,7 @@ SECTIONS = {
     "events": (events_bench.run, events_bench.table, "Event delivery latency"),
     "http": (http_bench.run, http_bench.table, "HTTP under open-loop load"),
     "peer": (saq_bench.run, saq_bench.table, "Peer: saq on the same Redis"),
+    "skills": (skills_bench.run, skills_bench.table, "Skills: queue steps"),
 }
 DOCS = ROOT.parent / "docs" / "benchmarks"
 
@@ -129,6 +132,17 @@ def targets(s: dict[str, Any]) -> list[dict[str, Any]]:
     v = ra.get("push_reserves_script")
     add("scaling_agents", f"decision cost, {ra.get('to')} vs {ra.get('from')} agents (push reserves the "
         "best agent, script µs)", "<= 1.5", v, le(v, 1.5), "x")
+
+    sk = s.get("skills", {})
+    for key, label in (("ready_takes_task", "an agent READY takes the best task"),
+                       ("step_change_reserves", "a task reaching step 10 is reserved")):
+        v = _get(sk, "ratio", key)
+        add(f"skills_{key}", f"decision cost with 10 steps, {_get(sk, 'large', 'agents')} agents and "
+            f"{_get(sk, 'large', 'waiting_tasks')} waiting vs 10 and 100 ({label}, script µs)", "<= 1.5",
+            v, le(v, 1.5), "x")
+    v = _get(sk, "lifecycle", "throughput_ratio")
+    add("skills_lifecycle_3_steps", "lifecycles/s on a queue with 3 steps ÷ on a queue without "
+        "(same run)", ">= 0.8", v, ge(v, 0.8), "x")
 
     v = _get(s.get("peer", {}), "rate_ratio")
     add("peer_saq", "redroute lifecycles/s ÷ saq's (same Redis, same in-flight calls)", ">= 5", v,

@@ -31,6 +31,8 @@
 --- @include "includes/lifecycle"
 return run(function()
   local id, mrd = A[1], A[2]
+  -- (A caller of the v1 arguments only sets no steps and no routeToLastAgent.)
+  local steps, rtla = A[7] or '', A[11] or ''
   mrd_must(mrd)
   local old = queue_get(id)
   if old and old.mrdId ~= mrd and redis.call('ZCARD', key('q', id, 'age')) > 0 then
@@ -40,16 +42,16 @@ return run(function()
   local old_steps = (old and redis.call('HGET', qk, 'steps')) or ''
   redis.call('HSET', qk, 'mrdId', mrd, 'agentRequestTtlMs', A[3], 'agentSlaMs', A[4],
     'agentSelectionPolicy', A[5], 'serviceLevelThresholdMs', A[6])
-  if A[7] ~= '' then
-    redis.call('HSET', qk, 'steps', A[7], 'stepAt', A[8], 'stepCode', A[9], 'skillNames', A[10])
+  if steps ~= '' then
+    redis.call('HSET', qk, 'steps', steps, 'stepAt', A[8], 'stepCode', A[9], 'skillNames', A[10])
   else
     redis.call('HDEL', qk, 'steps', 'stepAt', 'stepCode', 'skillNames')
   end
-  if A[11] ~= '' then redis.call('HSET', qk, 'rtla', A[11]) else redis.call('HDEL', qk, 'rtla') end
+  if rtla ~= '' then redis.call('HSET', qk, 'rtla', rtla) else redis.call('HDEL', qk, 'rtla') end
   redis.call('SADD', key('queues'), id)
   QUEUE_CACHE[id] = nil
   local q = queue_get(id)
-  local steps_changed = old_steps ~= A[7]
+  local steps_changed = old_steps ~= steps
   if not old or old.mrdId ~= q.mrdId or old.agentSelectionPolicy ~= q.agentSelectionPolicy
       or steps_changed then
     -- The availability indexes are scored by policy, filtered by MRD and
