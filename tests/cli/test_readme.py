@@ -58,6 +58,8 @@ def test_readme_curl_examples_work_as_written() -> None:
         tasks = json.loads(by["/v1/conversations/c-42/tasks"])["tasks"]
         assert [(t["id"], t["state"]["reasonCode"]) for t in tasks] == [
             ("t-1", "TRANSFERRED"), ("t-2", "WRAP_UP_APPLIED"), ("t-3", "RONA")]
+        why = json.loads(by["/v1/tasks/t-5/routing"])
+        assert (why["step"], why["candidates"][0]["reason"]) == (1, "STEP_NOT_REACHED")
         sse = next(v for k, v in outputs.items() if "type=AGENT_RESERVED" in k)
         assert sse.count("event: AGENT_RESERVED") == 3
         assert "event: NO_AGENT_AVAILABLE" in sse
