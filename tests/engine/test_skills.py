@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from redroute import Engine, NotFound, ValidationError
+from redroute.checks.invariants import check
 from tests.support.center import EventLog, pass_time
 
 STEPS = [
@@ -422,3 +423,40 @@ async def test_skill_policies_compare_agents_across_the_step_indexes_reached(
     await pass_time(engine, 1500)
     got = await engine.get_task(t.id)
     assert (got.assigned_to, got.routing.step) == (winner, 2)
+
+
+# The checker knows the rules of steps and preferred agents
+
+
+async def test_checker_reports_a_task_waiting_at_a_step_beside_an_eligible_available_agent(engine: Engine):
+    await stepped_center(engine, {"mid": {"english": True, "broadband": 5}})
+    t = await engine.push_task("c1", "sales")
+    # What a step change that did not route would leave behind.
+    await engine.redis.set(engine.keys.task(t.id), (await engine.redis.get(engine.keys.task(t.id))).replace(
+        '"step":"1"', '"step":"2"'))
+    report = await check(engine, events=False)
+    assert f"task {t.id} waits in queue sales at step 2 while ['mid'] could take it" in report.violations
+    assert f"task {t.id} at step 2 is in the waiting sets of steps [1]" in report.violations
+    await engine.redis.set(engine.keys.task(t.id), (await engine.redis.get(engine.keys.task(t.id))).replace(
+        '"step":"2"', '"step":"1"'))
+
+
+async def test_checker_reports_a_step_index_that_lists_an_agent_of_another_first_step(engine: Engine):
+    await stepped_center(engine, {"mid": {"english": True, "broadband": 5}})
+    await engine.redis.zadd(engine.keys.q_avail_step("sales", 1), {"mid": 0})
+    report = await check(engine, events=False)
+    assert "queue sales: step 1 index ['mid'], available agents []" in report.violations
+    await engine.redis.zrem(engine.keys.q_avail_step("sales", 1), "mid")
+
+
+async def test_checker_reports_a_waiting_task_without_its_step_or_window_deadline(engine: Engine):
+    await stepped_center(engine, {}, ready=False)
+    await engine.put_agent("pp")
+    t = await engine.push_task("c1", "sales")
+    p = await engine.push_task("c2", "sales", preferred_agent_id="pp")
+    timers = await engine.redis.zrange(engine.keys.timers, 0, -1, withscores=True)
+    await engine.redis.zrem(engine.keys.timers, f"step|{t.id}", f"pref|{p.id}")
+    report = await check(engine, events=False)
+    assert f"task {t.id} has a later step at {t.routing.next_step_at} without its step deadline" in report.violations
+    assert f"task {p.id} waits for its preferred agent without its window deadline" in report.violations
+    await engine.redis.zadd(engine.keys.timers, dict(timers))
