@@ -65,7 +65,7 @@ def test_readme_curl_examples_work_as_written() -> None:
         assert "event: NO_AGENT_AVAILABLE" in sse
         assert "redroute_queue_waiting" in by["/metrics"]
         # The reason codes the comments name
-        assert json.loads(by["/v1/tasks/t-5"])["state"] == {
+        assert json.loads(by["/v1/tasks/t-7"])["state"] == {
             "name": "CLOSED", "reasonCode": "NO_AGENT_AVAILABLE"}
         (chat,) = [m for m in json.loads(by["/v1/agents/agent-7"])["mrdStates"]
                    if m["mrdId"] == "chat"]
