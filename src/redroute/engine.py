@@ -13,8 +13,9 @@ from redis.exceptions import ResponseError
 from . import validation as v
 from .errors import REDIS_DOWN, RedisUnavailable, from_reply
 from .events.model import Event, decode_entries
+from .events.stream import create_group
 from .expressions import compile_steps
-from .keys import TENANTS, TenantKeys
+from .keys import TENANTS, WEBHOOK_TENANTS, TenantKeys
 from .limits import (
     AGENT_REQUEST_TTL_MS,
     AGENT_SLA_MS,
@@ -49,6 +50,27 @@ from .model import (
     TaskStateName,
 )
 from .scripts import ScriptRunner, default_runner
+from .webhooks.model import (
+    GROUP,
+    Delivery,
+    DeliverySettings,
+    Page,
+    Webhook,
+    delivery_page,
+    webhook_page,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """An attempt a dispatcher claimed: its to make, until the lease ends."""
+
+    webhook_id: str
+    delivery_id: str
+    url: str
+    secret: str
+    attempt: int
+    body: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -386,3 +408,106 @@ class Engine:
         """The tenant's events after stream id `after` ('-' for all)."""
         start = "-" if after == "-" else f"({after}"
         return decode_entries(await self.redis.xrange(self.events_key, start, "+", count=count))
+
+    # Webhooks (docs/api.md, Webhooks): configuration
+
+    async def put_webhook(
+        self, webhook_id: str, *, url: str, secret: str, types: list[str] | None = None,
+        queue_ids: list[str] | None = None, enabled: bool = True, allow_private: bool = False,
+    ) -> Webhook:
+        """Creates or replaces a webhook. allow_private: the operator lets
+        webhooks call loopback, private and link-local addresses."""
+        from .webhooks.ssrf import check_url
+
+        v.check_id("webhookId", webhook_id)
+        v.check_secret(secret)
+        type_filter = v.check_event_types(types)
+        queue_filter = v.check_id_list("queueIds", queue_ids, v.MAX_QUEUE_FILTER)
+        if not isinstance(enabled, bool):
+            raise v.ValidationError("enabled must be true or false")
+        await check_url(url, allow_private)
+        await self._register_tenant()
+        await self._register_webhook_tenant()
+        # The group exists before the webhook does, so every event after it
+        # is the group's to deliver.
+        try:
+            await create_group(self.redis, self.events_key, GROUP, "$")
+        except REDIS_DOWN as e:
+            raise RedisUnavailable(f"Redis is unavailable: {e}") from None
+        raw = await self.call("put_webhook", webhook_id, url, secret,
+                              "" if type_filter is None else json.dumps(type_filter),
+                              "" if queue_filter is None else json.dumps(queue_filter),
+                              int(enabled))
+        return Webhook.from_dict(json.loads(raw))
+
+    async def _register_webhook_tenant(self) -> None:
+        try:
+            await self.redis.sadd(WEBHOOK_TENANTS, self.tenant)
+        except REDIS_DOWN as e:
+            raise RedisUnavailable(f"Redis is unavailable: {e}") from None
+
+    async def get_webhook(self, webhook_id: str) -> Webhook:
+        raw = await self.call("get_webhook", v.check_id("webhookId", webhook_id))
+        return Webhook.from_dict(json.loads(raw))
+
+    async def delete_webhook(self, webhook_id: str) -> None:
+        """Deletes it with its pending and failed deliveries: nothing more
+        is sent to it."""
+        await self.call("delete_webhook", v.check_id("webhookId", webhook_id))
+
+    async def list_webhooks(self, *, limit: int = 100, cursor: str | None = None) -> Page:
+        """A page of webhooks in id order; Page.next is the next page's cursor."""
+        v.check_int("limit", limit, 1, v.MAX_PAGE)
+        return webhook_page(await self.call("list_webhooks", v.check_cursor(cursor), limit))
+
+    async def list_deliveries(self, webhook_id: str, *, status: str = "FAILED", limit: int = 100,
+                              cursor: str | None = None) -> Page:
+        """A page of a webhook's FAILED deliveries, oldest failure first."""
+        v.check_id("webhookId", webhook_id)
+        if status != "FAILED":
+            raise v.ValidationError(f"status must be FAILED; got {status!r:.40}")
+        v.check_int("limit", limit, 1, v.MAX_PAGE)
+        return delivery_page(await self.call("list_deliveries", webhook_id, v.check_cursor(cursor),
+                                             limit))
+
+    async def retry_delivery(self, webhook_id: str, delivery_id: str) -> Delivery:
+        """A FAILED delivery sent again (PENDING, due now)."""
+        raw = await self.call("retry_delivery", v.check_id("webhookId", webhook_id),
+                              v.check_id("deliveryId", delivery_id))
+        return Delivery.from_dict(json.loads(raw))
+
+    # Webhooks: the dispatcher's steps (redroute.webhooks.dispatcher)
+
+    async def add_deliveries(self, event: Event, body: bytes, settings: DeliverySettings,
+                             busy: list[str] | None) -> list[Claim]:
+        """Records the event's deliveries; claims the first attempt of those
+        whose webhook is not in `busy` (None: claim none)."""
+        rows = await self.call("add_deliveries", event.id, event.type.value,
+                               json.dumps(list(event.queue_ids)), body, settings.lease_ms,
+                               "*" if busy is None else json.dumps(busy))
+        return [Claim(w, event.id, url, secret, int(n), body) for w, url, secret, n in rows]
+
+    async def claim_deliveries(self, settings: DeliverySettings, total: int,
+                               busy: list[str]) -> tuple[list[Claim], int]:
+        """Due attempts claimed, and in how many ms the tenant's next one is
+        due (-1 for none)."""
+        *rows, nxt, now = await self.call("claim_deliveries", total, settings.per_webhook,
+                                          settings.lease_ms, json.dumps(busy))
+        claims = [Claim(w, d, url, secret, int(n), body.encode() if isinstance(body, str) else body)
+                  for w, d, url, secret, n, body in rows]
+        return claims, -1 if int(nxt) < 0 else max(0, int(nxt) - int(now))
+
+    async def finish_delivery(self, claim: Claim, settings: DeliverySettings, *, delivered: bool,
+                              status: int | None = None, error: str | None = None) -> str:
+        """Records an attempt's outcome: DELIVERED, RETRY, FAILED or STALE."""
+        return await self.call("finish_delivery", claim.webhook_id, claim.delivery_id,
+                               claim.attempt, int(delivered), "" if status is None else status,
+                               (error or "")[:500], settings.backoff_ms, settings.max_backoff_ms,
+                               settings.give_up_ms)
+
+    async def record_lost_events(self, delivery_id: str, event_id: str | None, before_ms: int,
+                                 what: str) -> int:
+        """Events trimmed before the dispatcher read them, recorded as a
+        FAILED delivery of every enabled webhook that existed by before_ms."""
+        return int(await self.call("record_lost_events", delivery_id, event_id or "", before_ms,
+                                   what))

@@ -21,6 +21,7 @@ from typing import Any
 TENANTS = "rr:tenants"  # set: the tenants the timer worker sweeps
 WAKE_CHANNEL = "rr:wake"  # pub/sub: a tenant with a new earliest deadline
 HEARTBEAT = "rr:timer-worker:heartbeat"  # string: the last full timer pass
+WEBHOOK_TENANTS = "rr:webhook-tenants"  # set: the tenants webhook dispatchers serve
 
 
 def tenant_prefix(tenant: str) -> str:
@@ -150,6 +151,27 @@ class TenantKeys:
     def idem(self, idempotency_key: str) -> str:
         return f"{self.prefix}idem:{idempotency_key}"
 
+    # webhooks
+    def webhook(self, webhook_id: str) -> str:
+        return f"{self.prefix}webhook:{webhook_id}"
+
+    @property
+    def webhooks(self) -> str:
+        return self.prefix + "webhooks"
+
+    @property
+    def webhooks_due(self) -> str:
+        return self.prefix + "webhooks:due"
+
+    def webhook_due(self, webhook_id: str) -> str:
+        return f"{self.prefix}webhook:{webhook_id}:due"
+
+    def webhook_dlv(self, webhook_id: str) -> str:
+        return f"{self.prefix}webhook:{webhook_id}:dlv"
+
+    def webhook_failed(self, webhook_id: str) -> str:
+        return f"{self.prefix}webhook:{webhook_id}:failed"
+
 
 def task_match(keys: TenantKeys) -> str:
     """SCAN MATCH pattern of every task document of the tenant."""
@@ -180,3 +202,9 @@ def timer_member(kind: str, task_id: str, media_id: str | None = None) -> str:
 
 def timer_task_id(member: str) -> str:
     return member.split("|")[1]
+
+
+# Failed-delivery members (rr:{t}:webhook:<id>:failed): "<failedAt, 15
+# digits>|<deliveryId>" (dlv_fail of lua/includes/webhooks.lua).
+def failed_delivery_id(member: str) -> str:
+    return member.partition("|")[2]

@@ -25,6 +25,9 @@ PRIORITY = (0, 100)  # higher is served first
 MAX_PRIORITY = PRIORITY[1]
 MAX_AGENT_QUEUES = 256  # queues one agent may list
 MAX_JSON_BYTES = 64 * 1024  # client JSON: metadata, requestSession, attributes
+PAGE_LIMIT = (1, 1000)  # ?limit= of a list
+MAX_SECRET_BYTES = 1024  # a webhook's signing secret
+MAX_WEBHOOK_QUEUES = 256  # queues one webhook's filter may list
 
 # Defaults.
 DEFAULT_MAX_REQUESTS = 1

@@ -5,14 +5,17 @@ no caller can reach another tenant's keys or break a script."""
 from __future__ import annotations
 
 import json
+import re
 from enum import StrEnum
 from typing import Any, TypeVar
 
 from .errors import ValidationError
-from .limits import MAX_JSON_BYTES, PRIORITY
-from .model import ID_PATTERN, REASON_PATTERN, TENANT_PATTERN
+from .limits import MAX_JSON_BYTES, MAX_SECRET_BYTES, MAX_WEBHOOK_QUEUES, PAGE_LIMIT, PRIORITY
+from .model import ID_PATTERN, REASON_PATTERN, TENANT_PATTERN, EventType
 
 E = TypeVar("E", bound=StrEnum)
+
+CURSOR_PATTERN = re.compile(r"^[A-Za-z0-9_.@+|\-]+$")
 
 
 def check_id(kind: str, value: Any) -> str:
@@ -77,3 +80,48 @@ def json_object(kind: str, value: Any) -> str:
     if len(raw.encode()) > MAX_JSON_BYTES:
         raise ValidationError(f"{kind} is larger than {MAX_JSON_BYTES} bytes")
     return raw
+
+
+MAX_QUEUE_FILTER = MAX_WEBHOOK_QUEUES
+MAX_PAGE = PAGE_LIMIT[1]
+
+
+def check_secret(value: Any) -> str:
+    """A webhook's signing secret. Never echoed back: the message names
+    what is wrong, not the value."""
+    if not isinstance(value, str) or not value:
+        raise ValidationError("secret must be a non-empty string")
+    if len(value.encode()) > MAX_SECRET_BYTES:
+        raise ValidationError(f"secret must be at most {MAX_SECRET_BYTES} bytes")
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise ValidationError("secret must not contain control characters")
+    return value
+
+
+def check_event_types(value: Any) -> list[str] | None:
+    """A webhook's type filter: distinct event types, or None for all."""
+    if value is None:
+        return None
+    names = [t.value for t in EventType]
+    if not isinstance(value, list | tuple) or not value:
+        raise ValidationError(f"types must be a non-empty list of {', '.join(names)} (or absent)")
+    return list(dict.fromkeys(check_enum("types[]", EventType, t).value for t in value))
+
+
+def check_id_list(kind: str, value: Any, most: int) -> list[str] | None:
+    """A non-empty list of ids, or None."""
+    if value is None:
+        return None
+    if not isinstance(value, list | tuple) or not 0 < len(value) <= most:
+        raise ValidationError(f"{kind} must be a list of 1 to {most} ids (or absent)")
+    return list(dict.fromkeys(check_id(f"{kind}[]", x) for x in value))
+
+
+def check_cursor(value: Any) -> str:
+    """A list cursor: '' for the first page, else the `next` a page gave
+    (ids, stream ids and failure members: no spaces or control characters)."""
+    if value is None or value == "":
+        return ""
+    if not isinstance(value, str) or len(value) > 256 or not CURSOR_PATTERN.fullmatch(value):
+        raise ValidationError(f"cursor must be the `next` value of a previous page; got {value!r:.40}")
+    return value

@@ -34,6 +34,11 @@ reports there is worth a second look before acting on it).
 7. Preferred agent: a task waiting for its preferred agent only is in that
    agent's preferred set and the queue's, not in the waiting sets, has its
    window deadline at preferredUntil, and its agent cannot take it now.
+8. Webhook deliveries are where their status says: a PENDING delivery is in
+   its webhook's due set and a FAILED one in its failed index (and not due);
+   those indexes hold nothing else; no delivery, due set or failed index
+   outlives its webhook; and the tenant's due index lists exactly the
+   enabled webhooks with a due delivery, at their earliest due time.
 """
 
 from __future__ import annotations
@@ -44,7 +49,14 @@ from typing import Any
 
 from ..engine import Engine
 from ..expressions import LIMITS, evaluate
-from ..keys import task_match, timer_member, timer_task_id, waiting_task_id
+from ..keys import (
+    failed_delivery_id,
+    glob_escape,
+    task_match,
+    timer_member,
+    timer_task_id,
+    waiting_task_id,
+)
 
 STEPS = range(1, LIMITS.steps + 1)  # a queue's step numbers
 
@@ -382,4 +394,38 @@ async def check(engine: Engine, *, overdue_ms: int | None = None, events: bool =
     check_nothing_waits(s, rep)
     check_steps(s, rep)
     check_preferred(s, rep)
+    await check_webhooks(engine, rep)
     return rep
+
+
+async def check_webhooks(engine: Engine, rep: Report) -> None:
+    """8. deliveries are indexed by their status, and belong to a webhook."""
+    r, k = engine.redis, engine.keys
+    ids = set(await r.zrange(k.webhooks, 0, -1))
+    due_index = dict(await r.zrange(k.webhooks_due, 0, -1, withscores=True))
+    prefix = k.webhook("")
+    for key in await _scan(r, glob_escape(prefix) + "*:*"):
+        wid = key[len(prefix):].rpartition(":")[0]
+        if wid not in ids:
+            rep.add(f"{key} outlives webhook {wid}")
+    for wid in sorted(ids):
+        hook = await r.hgetall(k.webhook(wid))
+        if not hook:
+            rep.add(f"webhook {wid} is listed but has no hash")
+            continue
+        records = {d: json.loads(raw) for d, raw in (await r.hgetall(k.webhook_dlv(wid))).items()}
+        due = dict(await r.zrange(k.webhook_due(wid), 0, -1, withscores=True))
+        failed = {failed_delivery_id(m): m for m in await r.zrange(k.webhook_failed(wid), 0, -1)}
+        for did, d in records.items():
+            if d["status"] == "PENDING" and (did not in due or did in failed):
+                rep.add(f"webhook {wid}: PENDING delivery {did} is not (only) in its due set")
+            if d["status"] == "FAILED" and (failed.get(did) != d.get("fm") or did in due):
+                rep.add(f"webhook {wid}: FAILED delivery {did} is not (only) in its failed index")
+        for did in set(due) | set(failed):
+            if did not in records:
+                rep.add(f"webhook {wid}: indexed delivery {did} has no record")
+        expect = min(due.values()) if due and hook.get("enabled") == "1" else None
+        if due_index.get(wid) != expect:
+            rep.add(f"webhook {wid}: due index {due_index.get(wid)}, earliest due {expect}")
+    for wid in set(due_index) - ids:
+        rep.add(f"due index lists webhook {wid}, which does not exist")
