@@ -4,6 +4,7 @@ that records every request and answers as the test tells it."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 from collections.abc import Callable
@@ -77,10 +78,8 @@ class Receiver:
             if left <= 0:
                 raise AssertionError("timed out waiting for the receiver")
             self._arrived.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._arrived.wait(), min(left, 0.05))
-            except TimeoutError:
-                pass
 
 
 def failing_fraction(fraction: float, seed: int = 7) -> Callable[[int, str], int]:
