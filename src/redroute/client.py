@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp
 import msgpack
@@ -16,6 +17,7 @@ from . import limits
 from .errors import BY_CODE, RedrouteError
 from .events.model import Event, decode_entry
 from .model import Agent, Mrd, Queue, RoutingExplanation, Step, Task
+from .webhooks.model import Delivery, Page, Webhook
 
 MSGPACK = "application/msgpack"
 
@@ -33,6 +35,12 @@ def _push_body(conversation_id: str, queue_id: str, priority: int, ttl_ms: int |
 
 def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in d.items() if v is not None}
+
+
+def _query(**params: Any) -> str:
+    """?a=1&b=2 of the parameters that are not None."""
+    given = _drop_none(params)
+    return "?" + urlencode(given) if given else ""
 
 
 class Client:
@@ -257,6 +265,37 @@ class Client:
     async def agent_tasks(self, agent_id: str) -> list[Task]:
         _, d = await self.request("GET", f"/v1/agents/{agent_id}/tasks")
         return [Task.from_dict(t) for t in d["tasks"]]
+
+    # Webhooks (v2)
+
+    async def put_webhook(self, webhook_id: str, *, url: str, secret: str,
+                          types: list[str] | None = None, queue_ids: list[str] | None = None,
+                          enabled: bool = True) -> Webhook:
+        _, d = await self.request("PUT", f"/v1/webhooks/{webhook_id}", _drop_none({
+            "url": url, "secret": secret, "types": types, "queueIds": queue_ids,
+            "enabled": enabled}))
+        return Webhook.from_dict(d)
+
+    async def get_webhook(self, webhook_id: str) -> Webhook:
+        return Webhook.from_dict((await self.request("GET", f"/v1/webhooks/{webhook_id}"))[1])
+
+    async def delete_webhook(self, webhook_id: str) -> None:
+        await self.request("DELETE", f"/v1/webhooks/{webhook_id}")
+
+    async def list_webhooks(self, *, limit: int = 100, cursor: str | None = None) -> Page:
+        _, d = await self.request("GET", "/v1/webhooks" + _query(limit=limit, cursor=cursor))
+        return Page([Webhook.from_dict(w) for w in d["webhooks"]], d["next"])
+
+    async def list_deliveries(self, webhook_id: str, *, status: str = "FAILED", limit: int = 100,
+                              cursor: str | None = None) -> Page:
+        _, d = await self.request("GET", f"/v1/webhooks/{webhook_id}/deliveries"
+                                  + _query(status=status, limit=limit, cursor=cursor))
+        return Page([Delivery.from_dict(x) for x in d["deliveries"]], d["next"])
+
+    async def retry_delivery(self, webhook_id: str, delivery_id: str) -> Delivery:
+        _, d = await self.request(
+            "POST", f"/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/retry")
+        return Delivery.from_dict(d)
 
     # Operations
 

@@ -35,6 +35,14 @@ class Settings:
     # API key -> tenant (http/auth.py); None/empty: no authentication at all
     api_keys: dict[str, str] | None = field(default=None, repr=False)
     protect_ops: bool = False  # /healthz and /metrics need a key too (any tenant's)
+    # Webhooks: the dispatcher of serve and worker (webhooks/model.py DeliverySettings)
+    webhooks: bool = True
+    webhooks_allow_private: bool = False  # loopback, private, link-local targets
+    webhooks_timeout: float = 10.0  # seconds an attempt may take
+    webhooks_backoff_ms: int = 1000  # before the first retry, doubling per attempt
+    webhooks_max_backoff_ms: int = 5 * 60 * 1000
+    webhooks_give_up_ms: int = 24 * 3600 * 1000  # then a delivery is kept FAILED
+    webhooks_claim_idle_ms: int = 30_000  # a dead dispatcher's events are taken over after
     # Process
     shutdown_timeout: float = 30.0  # seconds in-flight requests get on SIGTERM
     access_log: bool = True
@@ -57,6 +65,13 @@ ENV = {
     "sse_keepalive": "REDROUTE_SSE_KEEPALIVE",
     "sse_queue_size": "REDROUTE_SSE_QUEUE_SIZE",
     "protect_ops": "REDROUTE_PROTECT_OPS",
+    "webhooks": "REDROUTE_WEBHOOKS",
+    "webhooks_allow_private": "REDROUTE_WEBHOOKS_ALLOW_PRIVATE",
+    "webhooks_timeout": "REDROUTE_WEBHOOKS_TIMEOUT",
+    "webhooks_backoff_ms": "REDROUTE_WEBHOOKS_BACKOFF_MS",
+    "webhooks_max_backoff_ms": "REDROUTE_WEBHOOKS_MAX_BACKOFF_MS",
+    "webhooks_give_up_ms": "REDROUTE_WEBHOOKS_GIVE_UP_MS",
+    "webhooks_claim_idle_ms": "REDROUTE_WEBHOOKS_CLAIM_IDLE_MS",
     "shutdown_timeout": "REDROUTE_SHUTDOWN_TIMEOUT",
     "access_log": "REDROUTE_ACCESS_LOG",
     "log_level": "REDROUTE_LOG_LEVEL",

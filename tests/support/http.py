@@ -30,6 +30,7 @@ from redroute.http import Settings, create_app
 from redroute.http.app import STATE, State
 from redroute.keys import HEARTBEAT
 from redroute.timers import TimerWorker
+from redroute.webhooks.dispatcher import Dispatcher
 
 from .redis_server import RedisProcess
 
@@ -53,9 +54,10 @@ class Server:
 
 
 async def start_server(redis: aioredis.Redis, *, settings: Settings | None = None,
-                       worker: TimerWorker | None = None) -> Server:
+                       worker: TimerWorker | None = None,
+                       dispatcher: Dispatcher | None = None) -> Server:
     settings = settings or Settings(sse_keepalive=0.5, require_timer_worker=False)
-    app = create_app(redis, settings=settings, timer_worker=worker)
+    app = create_app(redis, settings=settings, timer_worker=worker, dispatcher=dispatcher)
     runner = web.AppRunner(app, shutdown_timeout=5)
     await runner.setup()
     port = free_port()

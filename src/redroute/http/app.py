@@ -32,9 +32,10 @@ from ..model import ID_PATTERN
 from ..scripts import ScriptRunner
 from ..settings import Settings
 from ..timers import TimerWorker
+from ..webhooks.dispatcher import Dispatcher
 from . import schemas as s
 from .auth import TENANT_KEY, KeyRing, auth_middleware, security_components
-from .handlers import Ctx
+from .handlers import WEBHOOKS_ALLOW_PRIVATE, Ctx
 from .metrics import Metrics
 from .negotiation import RawJson, decode_body, encode
 from .openapi import document
@@ -60,6 +61,7 @@ class State:
     metrics: Metrics
     hub: EventHub
     worker: TimerWorker | None = None
+    dispatcher: Dispatcher | None = None
     engines: OrderedDict[str, Engine] = field(default_factory=OrderedDict)
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
@@ -116,6 +118,8 @@ def endpoint(op: Operation) -> Callable[[web.Request], Awaitable[web.StreamRespo
             except pydantic.ValidationError as e:
                 raise from_validation_error(e) from None
         status, payload = await op.fn(Ctx(request, engine, path, body))
+        if status == 204:
+            return web.Response(status=204)
         resp = encode(request, status, payload)
         created = payload.id if isinstance(payload, RawJson) else (
             payload.get("id") if isinstance(payload, dict) else None)
@@ -310,11 +314,15 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     if st.worker is not None:
         st.tasks.append(asyncio.create_task(st.worker.run(), name="timer-worker"))
         st.tasks.append(asyncio.create_task(_pump_timer(st), name="timer-metrics"))
+    if st.dispatcher is not None:
+        st.tasks.append(asyncio.create_task(st.dispatcher.run(), name="webhook-dispatcher"))
     yield
     if st.worker is not None:
         st.worker.stop()
+    if st.dispatcher is not None:
+        st.dispatcher.stop()
     for t in st.tasks:
-        if t.get_name() != "timer-worker":
+        if t.get_name() not in ("timer-worker", "webhook-dispatcher"):
             t.cancel()
     for t in st.tasks:
         with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -342,9 +350,11 @@ def create_app(
     settings: Settings | None = None,
     runner: ScriptRunner | None = None,
     timer_worker: TimerWorker | None = None,
+    dispatcher: Dispatcher | None = None,
 ) -> web.Application:
     """The HTTP application on a Redis client (real or embedded). With a
-    timer_worker it runs that worker for the application's lifetime."""
+    timer_worker (a webhook dispatcher) it runs that worker (dispatcher) for
+    the application's lifetime."""
     settings = settings or Settings()
     runner = runner or default_runner()
     m = Metrics()
@@ -356,7 +366,8 @@ def create_app(
         middlewares.append(auth_middleware(KeyRing.from_map(settings.api_keys),
                                            protect_ops=settings.protect_ops))
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=middlewares)
-    app[STATE] = State(redis, runner, settings, m, hub, timer_worker)
+    app[STATE] = State(redis, runner, settings, m, hub, timer_worker, dispatcher)
+    app[WEBHOOKS_ALLOW_PRIVATE] = settings.webhooks_allow_private
     for op in ROUTES:
         # Any segment matches, braces included, so a malformed id is a 422
         # from validation rather than a 404 from the router.

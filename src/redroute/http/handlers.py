@@ -12,13 +12,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import pydantic
 from aiohttp import web
 
 from ..engine import Engine
 from ..model import ID_PATTERN, Task
 from . import schemas as s
 from .negotiation import RawJson
-from .problem import bad_id
+from .problem import bad_id, from_validation_error
 
 
 @dataclass
@@ -161,3 +162,52 @@ async def get_task(c: Ctx) -> tuple[int, Any]:
 
 async def get_task_routing(c: Ctx) -> tuple[int, Any]:
     return 200, (await c.engine.task_routing(c.path["taskId"])).to_dict()
+
+
+# Webhooks (v2)
+
+# The operator's --webhooks-allow-private, set by create_app.
+WEBHOOKS_ALLOW_PRIVATE = web.AppKey("webhooks_allow_private", bool)
+
+
+def _query(c: Ctx, model: type[s.PageQuery]) -> s.PageQuery:
+    try:
+        return model.model_validate(dict(c.request.query))
+    except pydantic.ValidationError as e:
+        raise from_validation_error(e, "query") from None
+
+
+async def put_webhook(c: Ctx) -> tuple[int, Any]:
+    b: s.WebhookBody = c.body
+    w = await c.engine.put_webhook(
+        c.path["webhookId"], url=b.url, secret=b.secret,
+        types=None if b.types is None else [t.value for t in b.types], queue_ids=b.queueIds,
+        enabled=b.enabled, allow_private=c.request.app.get(WEBHOOKS_ALLOW_PRIVATE, False))
+    return 200, w.to_dict()
+
+
+async def get_webhook(c: Ctx) -> tuple[int, Any]:
+    return 200, (await c.engine.get_webhook(c.path["webhookId"])).to_dict()
+
+
+async def delete_webhook(c: Ctx) -> tuple[int, Any]:
+    await c.engine.delete_webhook(c.path["webhookId"])
+    return 204, None
+
+
+async def list_webhooks(c: Ctx) -> tuple[int, Any]:
+    q = _query(c, s.PageQuery)
+    page = await c.engine.list_webhooks(limit=q.limit, cursor=q.cursor)
+    return 200, {"webhooks": [w.to_dict() for w in page.items], "next": page.next}
+
+
+async def list_deliveries(c: Ctx) -> tuple[int, Any]:
+    q = _query(c, s.DeliveryQuery)
+    page = await c.engine.list_deliveries(c.path["webhookId"], status=q.status, limit=q.limit,
+                                          cursor=q.cursor)
+    return 200, {"deliveries": [d.to_dict() for d in page.items], "next": page.next}
+
+
+async def retry_delivery(c: Ctx) -> tuple[int, Any]:
+    d = await c.engine.retry_delivery(c.path["webhookId"], c.path["deliveryId"])
+    return 200, d.to_dict()

@@ -19,7 +19,7 @@ from .routes import ROUTES
 REF = "#/components/schemas/{model}"
 _PARAM = re.compile(r"\{(\w+)\}")
 
-_REASONS = {200: "OK", 201: "Created", 400: "Malformed body", 404: "Not found",
+_REASONS = {200: "OK", 201: "Created", 204: "No content", 400: "Malformed body", 404: "Not found",
             409: "Invalid transition", 413: "Body too large", 415: "Unsupported media type",
             422: "Invalid values", 503: "Redis unavailable"}
 
@@ -77,8 +77,9 @@ def document() -> dict[str, Any]:
                                    "content": _body_content(_ref(op.body.__name__))}
         ok_schema = _ref(op.response.__name__) if op.response else {}
         for status in op.statuses:
-            item["responses"][str(status)] = {"description": _REASONS.get(status, "OK"),
-                                              "content": _body_content(ok_schema)}
+            item["responses"][str(status)] = {"description": _REASONS.get(status, "OK")}
+            if status != 204:  # No Content
+                item["responses"][str(status)]["content"] = _body_content(ok_schema)
         for status in op.errors:
             item["responses"][str(status)] = _problem(status)
         paths.setdefault(op.path, {})[op.method.lower()] = item

@@ -57,6 +57,15 @@ IDEMPOTENCY_PARAM = {
     "schema": {"type": "string", "pattern": ID_PATTERN.pattern, "maxLength": 128},
 }
 
+# ?limit= and ?cursor= of a list (OpenAPI parameters).
+PAGE_PARAMS = (
+    {"name": "limit", "in": "query", "required": False,
+     "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}},
+    {"name": "cursor", "in": "query", "required": False,
+     "description": "the `next` of the previous page",
+     "schema": {"type": "string", "maxLength": 256, "pattern": r"^[A-Za-z0-9_.@+|\-]+$"}},
+)
+
 ROUTES: list[Operation] = [
     # Configuration
     route("PUT", "/v1/mrds/{mrdId}", "putMrd", "Create or replace an MRD", "config",
@@ -108,4 +117,25 @@ ROUTES: list[Operation] = [
     route("GET", "/v1/tasks/{taskId}/routing", "getTaskRouting",
           "Why a task waits, or why it went to its agent: its queue's candidates with reasons",
           "tasks", h.get_task_routing, response=s.RoutingExplanation),
+    # Webhooks (v2)
+    route("PUT", "/v1/webhooks/{webhookId}", "putWebhook",
+          "Create or replace a webhook (its secret is stored for signing, never returned)",
+          "webhooks", h.put_webhook, body=s.WebhookBody, response=s.Webhook),
+    route("GET", "/v1/webhooks/{webhookId}", "getWebhook", "Read a webhook", "webhooks",
+          h.get_webhook, response=s.Webhook),
+    route("DELETE", "/v1/webhooks/{webhookId}", "deleteWebhook",
+          "Delete a webhook and its pending and failed deliveries", "webhooks",
+          h.delete_webhook, statuses=(204,)),
+    route("GET", "/v1/webhooks", "listWebhooks", "The tenant's webhooks, in id order",
+          "webhooks", h.list_webhooks, response=s.WebhookList, errors=(422,),
+          headers=PAGE_PARAMS),
+    route("GET", "/v1/webhooks/{webhookId}/deliveries", "listDeliveries",
+          "A webhook's FAILED deliveries, oldest failure first", "webhooks",
+          h.list_deliveries, response=s.DeliveryList,
+          headers=({"name": "status", "in": "query", "required": False,
+                    "schema": {"type": "string", "enum": ["FAILED"], "default": "FAILED"}},
+                   *PAGE_PARAMS)),
+    route("POST", "/v1/webhooks/{webhookId}/deliveries/{deliveryId}/retry", "retryDelivery",
+          "Send a FAILED delivery again (it is PENDING, due now)", "webhooks",
+          h.retry_delivery, response=s.Delivery, errors=(404, 409, 422)),
 ]

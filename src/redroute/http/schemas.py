@@ -373,3 +373,73 @@ class Health(BaseModel):
 
 
 EVENT_TYPES = tuple(e.value for e in EventType)
+
+
+# Webhooks (v2)
+
+
+class WebhookBody(Body):
+    """PUT /v1/webhooks/{webhookId}"""
+
+    url: str = Field(min_length=1, max_length=2048,
+                     description="http(s); loopback, private and link-local targets are refused "
+                                 "unless the operator allows them")
+    secret: str = Field(min_length=1, max_length=1024, description="the signing key; never returned")
+    types: list[EventType] | None = Field(None, min_length=1, max_length=len(EventType),
+                                          description="only these event types (absent: all)")
+    queueIds: list[Id] | None = Field(None, min_length=1, max_length=256,
+                                      description="only events of these queues (absent: all)")
+    enabled: bool = Field(True, strict=True)
+
+
+class DeliveryCounts(BaseModel):
+    pending: int
+    failed: int
+
+
+class Webhook(BaseModel):
+    id: str
+    url: str
+    types: list[EventType] | None
+    queueIds: list[str] | None
+    enabled: bool
+    createdAt: int
+    updatedAt: int
+    deliveries: DeliveryCounts
+
+
+class WebhookList(BaseModel):
+    webhooks: list[Webhook]
+    next: str | None = Field(description="the cursor of the next page; null on the last")
+
+
+class Delivery(BaseModel):
+    id: str = Field(description="the event's stream id, or gap-<after>-<before> for events "
+                                "trimmed before they were delivered")
+    webhookId: str
+    eventId: str | None
+    type: EventType | None
+    status: Literal["PENDING", "FAILED"]
+    attempts: int
+    createdAt: int
+    lastAttemptAt: int | None
+    nextAttemptAt: int | None
+    failedAt: int | None
+    lastStatus: int | None = Field(description="the receiver's last HTTP status")
+    lastError: str | None
+
+
+class DeliveryList(BaseModel):
+    deliveries: list[Delivery]
+    next: str | None
+
+
+class PageQuery(Body):
+    """?limit=&cursor= of a list"""
+
+    limit: int = Field(100, ge=1, le=1000)
+    cursor: str | None = Field(None, max_length=256, pattern=r"^[A-Za-z0-9_.@+|\-]+$")
+
+
+class DeliveryQuery(PageQuery):
+    status: Literal["FAILED"] = "FAILED"

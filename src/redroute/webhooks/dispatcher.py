@@ -103,6 +103,10 @@ class Sender:
                 return False, resp.status, f"HTTP {resp.status}"
         except TimeoutError:
             return False, None, f"no answer within {timeout:g} s"
+        except aiohttp.ClientConnectorError as e:
+            if isinstance(e.os_error, ssrf.RefusedAddress):
+                return False, None, f"refused: {e.os_error}"
+            return False, None, f"{type(e).__name__}: {e}"[:300]
         except (aiohttp.ClientError, OSError) as e:
             return False, None, f"{type(e).__name__}: {e}"[:300]
 
