@@ -29,6 +29,7 @@ from ..logs import setup_logging
 from ..settings import Settings, check_redis_url
 from .options import HELP, common, setting, switch_off, switch_on
 from .startup import open_redis
+from .webhooks import add_dispatch_arguments, delivery_settings, webhook_settings
 
 log = logging.getLogger("redroute.serve")
 
@@ -70,6 +71,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     switch_on(p, "--protect-ops", "protect_ops", "/healthz and /metrics need an API key too")
     setting(p, "--log-format", "log_format", "log lines as JSON objects or plain text",
             choices=("json", "text"))
+    add_dispatch_arguments(p)
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
@@ -90,7 +92,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         events_maxlen=args.events_maxlen, retention_ms=args.retention_ms,
         shutdown_timeout=args.shutdown_timeout, access_log=args.access_log,
         api_keys=keys, protect_ops=args.protect_ops,
-        log_level=args.log_level, log_format=args.log_format,
+        log_level=args.log_level, log_format=args.log_format, **webhook_settings(args),
     )
 
 
@@ -105,13 +107,18 @@ async def serve(cfg: Settings, index: int = 0) -> None:
     from ..http import create_app
     from ..http.access_log import AccessLog
     from ..timers import TimerWorker
+    from ..webhooks.dispatcher import Dispatcher
 
     redis, scripts = await open_redis(cfg)
     worker = TimerWorker(redis, max_sleep=cfg.timer_max_sleep, batch=cfg.timer_batch,
                          engine_factory=lambda t: Engine(
                              redis, t, runner=scripts, events_maxlen=cfg.events_maxlen,
                              retention_ms=cfg.retention_ms)) if cfg.timers else None
-    app = create_app(redis, settings=cfg, runner=scripts, timer_worker=worker)
+    dispatcher = Dispatcher(redis, settings=delivery_settings(cfg), engine_factory=lambda t: Engine(
+        redis, t, runner=scripts, events_maxlen=cfg.events_maxlen,
+        retention_ms=cfg.retention_ms)) if cfg.webhooks else None
+    app = create_app(redis, settings=cfg, runner=scripts, timer_worker=worker,
+                     dispatcher=dispatcher)
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=cfg.shutdown_timeout,
                            access_log_class=AccessLog,
                            access_log=logging.getLogger("redroute.access") if cfg.access_log
@@ -126,7 +133,7 @@ async def serve(cfg: Settings, index: int = 0) -> None:
         raise _cannot_listen(cfg, e) from None
     log.info("listening on http://%s:%d", cfg.host, cfg.port, extra={
         "worker_index": index, "backend": "embedded" if is_embedded(redis) else "redis",
-        "timer_worker": worker is not None})
+        "timer_worker": worker is not None, "webhook_dispatcher": dispatcher is not None})
     if not cfg.api_keys:
         log.warning("no API keys configured: the HTTP API is open to anyone who can reach it "
                     "and X-Tenant selects any tenant (set --api-keys-file or REDROUTE_API_KEYS)")

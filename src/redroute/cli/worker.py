@@ -1,5 +1,5 @@
-"""`redroute worker`: a timer worker alone (RONA, TTL, wrap-up deadlines),
-beside `redroute serve --no-timers` or any number of other workers, on the
+"""`redroute worker`: a timer worker (RONA, TTL, wrap-up deadlines) and a
+webhook dispatcher, without HTTP, beside `redroute serve --no-timers` or any number of other workers, on the
 Redis they share (REDIS_URL). SIGTERM/SIGINT stop it after the current pass.
 """
 
@@ -8,20 +8,27 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib
 import logging
 import signal
+from typing import Any
+
+from redis.exceptions import RedisError
 
 from ..errors import ConfigError
+from ..keys import WEBHOOK_TENANTS
 from ..logs import setup_logging
 from ..settings import Settings, check_redis_url
 from .options import HELP, common, setting
 from .startup import open_redis
+from .webhooks import add_dispatch_arguments, delivery_settings, webhook_settings
 
 log = logging.getLogger("redroute.worker")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    w = sub.add_parser("worker", help="run the timer worker (RONA, TTL, wrap-up deadlines)",
+    w = sub.add_parser("worker", help="run the timer worker (RONA, TTL, wrap-up deadlines) and "
+                                      "a webhook dispatcher",
                        description=__doc__.split("\n\n")[0], formatter_class=HELP)
     common(w)
     setting(w, "--batch", "timer_batch",
@@ -35,6 +42,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "how long closed tasks stay readable (as `serve` has it)", type=int)
     setting(w, "--log-format", "log_format", "log lines as JSON objects or plain text",
             choices=("json", "text"))
+    add_dispatch_arguments(w)
     w.set_defaults(func=cmd_worker)
 
 
@@ -46,7 +54,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     return Settings(redis_url=check_redis_url(args.redis_url), timer_batch=args.timer_batch,
                     timer_max_sleep=args.timer_max_sleep, events_maxlen=args.events_maxlen,
                     retention_ms=args.retention_ms, log_level=args.log_level,
-                    log_format=args.log_format)
+                    log_format=args.log_format, **webhook_settings(args))
 
 
 async def run_worker(cfg: Settings) -> None:
@@ -58,16 +66,47 @@ async def run_worker(cfg: Settings) -> None:
                          engine_factory=lambda t: Engine(
                              redis, t, runner=scripts, events_maxlen=cfg.events_maxlen,
                              retention_ms=cfg.retention_ms))
+    dispatcher: Any = None
+    stopping = False
+
+    def stop() -> None:
+        nonlocal stopping
+        stopping = True
+        worker.stop()
+        if dispatcher is not None:
+            dispatcher.stop()
+
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, worker.stop)
+            loop.add_signal_handler(sig, stop)
     log.info("timer worker %s started", worker.id)
+    timers = asyncio.create_task(worker.run())
     try:
-        await worker.run()
+        if cfg.webhooks and await _webhooks_exist(redis, timers):
+            # Imported in a thread while the timer worker runs, and only
+            # once some tenant has a webhook: its HTTP client costs the start.
+            module = await asyncio.to_thread(importlib.import_module, "redroute.webhooks.dispatcher")
+            if not stopping:
+                dispatcher = module.Dispatcher(redis, settings=delivery_settings(cfg),
+                                               engine_factory=worker._engine_factory)
+                log.info("webhook dispatcher %s started", dispatcher.name)
+                await dispatcher.run()
+        await timers
     finally:
         await redis.aclose()
     log.info("timer worker %s stopped", worker.id)
+
+
+async def _webhooks_exist(redis: Any, timers: asyncio.Task[None], every: float = 2.0) -> bool:
+    """Waits until some tenant has a webhook (True), or the timer worker
+    stops (False)."""
+    while not timers.done():
+        with contextlib.suppress(RedisError, OSError):
+            if await redis.scard(WEBHOOK_TENANTS):
+                return True
+        await asyncio.wait({timers}, timeout=every)
+    return False
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
