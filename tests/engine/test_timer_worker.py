@@ -14,6 +14,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from redroute import Engine
+from redroute.keys import HEARTBEAT
 from redroute.timers import TimerWorker
 from tests.support.center import setup_center
 from tests.support.redis_server import RedisProcess
@@ -142,6 +143,8 @@ async def test_killed_worker_loses_no_deadline_and_fires_each_once(redis_server)
     await setup_center(engine, agents=(), ttl_ms=1_000)
     first = spawn_worker(redis_server.url)
     try:
+        # Started (a first full pass made) before the deadlines come due.
+        assert await wait_for(lambda: redis.exists(HEARTBEAT), timeout=15)
         ids = []
         for i in range(300):
             ids.append((await engine.push_task(f"c-{i}", "sales",
