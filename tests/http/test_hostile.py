@@ -61,7 +61,8 @@ def nested_msgpack(depth: int) -> bytes:
 class Corpus:
     def __init__(self, task: str, media: str) -> None:
         self.path_ids = {"mrdId": "chat", "queueId": "sales", "agentId": "a1",
-                         "conversationId": "c1", "taskId": task, "mediaId": media}
+                         "conversationId": "c1", "taskId": task, "mediaId": media,
+                         "webhookId": "wh", "deliveryId": "1-0"}
         # A valid body for each operation: a request made hostile in one
         # place only (path, X-Tenant) is rejected for that place.
         self.valid: dict[str, dict[str, Any]] = {
@@ -75,6 +76,7 @@ class Corpus:
             "transfer": {"fromAgentId": "a1", "queueId": "sales"},
             "setMediaState": {"state": "ACTIVE", "agentId": "a1"},
             "setTaskState": {"name": "CLOSED"},
+            "putWebhook": {"url": "https://hooks.example.com/in", "secret": "s"},
         }
         # Fields (by kind) that each body operation has
         self.ids = {"putQueue": ["mrdId"], "setAgentState": ["mrdId"],

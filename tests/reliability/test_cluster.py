@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import os
 import subprocess
@@ -54,6 +55,8 @@ from redroute.keys import HEARTBEAT, TENANTS, TenantKeys, tenant_of_timer_key, t
 from redroute.scripts import Script, ScriptRunner, load_scripts
 from redroute.timers import TimerWorker
 from tests.support.http import serve_process
+from tests.support.receiver import Receiver
+from tests.support.webhooks import FAST, dispatching
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 SLA_MS = 300  # RONA timeout of queue "slow" (the others' is 10 s: no RONA there)
@@ -125,7 +128,7 @@ SLOT_GUARD = r"""
 local redis = (function(real)
   local prefix = KEYS[1]
   local first_key = {}
-  for _, c in ipairs({'GET', 'SET', 'INCR', 'INCRBY', 'HGET', 'HSET', 'HDEL', 'HGETALL', 'HMGET',
+  for _, c in ipairs({'GET', 'SET', 'INCR', 'INCRBY', 'HGET', 'HSET', 'HDEL', 'HGETALL', 'HMGET', 'HEXISTS',
       'HINCRBY', 'SADD', 'SREM', 'SMEMBERS', 'SISMEMBER', 'SCARD', 'ZADD', 'ZREM', 'ZRANGE',
       'ZRANGEBYSCORE', 'ZREVRANGE', 'ZSCORE', 'ZCARD', 'ZCOUNT', 'ZINCRBY', 'PEXPIRE', 'EXPIRE',
       'PERSIST', 'PTTL', 'TTL', 'XADD', 'XLEN', 'XRANGE', 'XREVRANGE', 'XTRIM', 'TYPE'}) do
@@ -314,6 +317,27 @@ async def scenario(api: Any) -> dict[str, int]:
     return {"rona": 1, "ttl": 1, "wrap": 1}
 
 
+async def webhook_scenario(e: Engine) -> None:
+    """Every webhook script on the tenant's shard: deliveries (one receiver
+    answering, one failing until FAILED), a retry, a gap, list and delete."""
+    receiver = await Receiver(answer=lambda n, path: 500 if path == "/dead" else 200).start()
+    try:
+        for name in ("live", "dead", "gone"):
+            await e.put_webhook(name, url=f"{receiver.base}/{name}", secret="s",
+                                allow_private=True)
+        async with dispatching(e, dataclasses.replace(FAST, give_up_ms=200)):
+            await e.put_agent("webhook-probe")
+            await until(lambda: e.get_webhook("dead"), lambda w: w.failed == 1)
+            assert receiver.at("/live")
+        dead = (await e.list_deliveries("dead")).items[0]
+        assert (await e.retry_delivery("dead", dead.id)).status == "PENDING"
+        assert await e.record_lost_events("gap-0-0-1-0", None, 2**62, "a test gap") == 3
+        await e.delete_webhook("gone")
+        assert [w.id for w in (await e.list_webhooks()).items] == ["dead", "live"]
+    finally:
+        await receiver.stop()
+
+
 async def tenant_keys_by_node(cluster: LocalCluster) -> dict[int, set[str]]:
     """The tenants whose keys each master holds ({port: {tenant…}})."""
     out: dict[int, set[str]] = {}
@@ -375,6 +399,7 @@ async def test_every_operation_on_three_shards(cluster: LocalCluster, rc: Any) -
         assert len(worker.listening) == 3
         await hears_expiries_from(worker, rc, list(engines))
         assert worker.fired_total >= 3 * 3
+        await asyncio.gather(*(webhook_scenario(e) for e in engines.values()))
     finally:
         worker.stop()
         await run
