@@ -96,11 +96,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     whsub = wh.add_subparsers(dest="action", required=True)
     tenant = os.environ.get("REDROUTE_TENANT", "default")
     tenant_help = "tenant (env REDROUTE_TENANT, default 'default')"
-    ls = whsub.add_parser("list", help="the tenant's webhooks, one JSON line each (no secrets)")
-    dl = whsub.add_parser("deliveries", help="a webhook's deliveries by status, one JSON line each")
+    ls = whsub.add_parser("list", help="the tenant's webhooks, one JSON line each (no secrets)",
+                          formatter_class=HELP)
+    dl = whsub.add_parser("deliveries", help="a webhook's deliveries by status, one JSON line each",
+                          formatter_class=HELP)
     dl.add_argument("webhook_id")
     dl.add_argument("--status", default="FAILED", choices=["FAILED"])
-    rt = whsub.add_parser("retry", help="send a FAILED delivery again")
+    rt = whsub.add_parser("retry", help="send a FAILED delivery again", formatter_class=HELP)
     rt.add_argument("webhook_id")
     rt.add_argument("delivery_id")
     for p in (ls, dl, rt):
