@@ -5,12 +5,12 @@
 
   Input:
     KEYS[1]  tenant prefix
-    ARGV[3]  the event's stream id (the delivery id)
-    ARGV[4]  its type
-    ARGV[5]  the queues it concerns, a JSON list
-    ARGV[6]  the body to POST (JSON)
-    ARGV[7]  lease, ms: how long a claimed attempt is the caller's alone
-    ARGV[8]  the webhooks the caller has no room for, a JSON list, or '*'
+    A[1]     the event's stream id (the delivery id)
+    A[2]     its type
+    A[3]     the queues it concerns, a JSON list
+    A[4]     the body to POST (JSON)
+    A[5]     lease, ms: how long a claimed attempt is the caller's alone
+    A[6]     the webhooks the caller has no room for, a JSON list, or '*'
              for all of them
   Output: {{webhookId, url, secret, attempt}, …}: the attempts claimed
   Events: none

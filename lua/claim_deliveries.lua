@@ -6,10 +6,10 @@
 
   Input:
     KEYS[1]  tenant prefix
-    ARGV[3]  most attempts claimed in all
-    ARGV[4]  most attempts claimed per webhook
-    ARGV[5]  lease, ms
-    ARGV[6]  the webhooks the caller has no room for, a JSON list
+    A[1]     most attempts claimed in all
+    A[2]     most attempts claimed per webhook
+    A[3]     lease, ms
+    A[4]     the webhooks the caller has no room for, a JSON list
   Output: {{webhookId, deliveryId, url, secret, attempt, body}, …, next, now}:
           the claimed attempts, then when the next due attempt of the
           tenant is (ms, or -1 when none is pending), and the time now
@@ -20,7 +20,7 @@ return run(function()
   local total, per, lease = tonumber(A[1]), tonumber(A[2]), tonumber(A[3])
   local busy = {}
   for _, w in ipairs(cjson.decode(A[4])) do busy[w] = true end
-  local now = now_s()
+  local now = now_ms_str()
   local out = {}
   local scan = redis.call('ZRANGE', key('webhooks', 'due'), '-inf', now, 'BYSCORE', 'LIMIT', '0',
     istr(total + #cjson.decode(A[4])))

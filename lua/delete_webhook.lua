@@ -3,7 +3,7 @@
   failed, so nothing more is sent to it. An attempt already in flight ends
   without a record (finish_delivery finds none).
 
-  Input:  KEYS[1] tenant prefix; ARGV[3] webhookId
+  Input:  KEYS[1] tenant prefix; A[1] webhookId
   Output: 1, or error NOT_FOUND
   Events: none
 ]]

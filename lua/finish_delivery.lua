@@ -5,15 +5,15 @@
 
   Input:
     KEYS[1]  tenant prefix
-    ARGV[3]  webhookId
-    ARGV[4]  deliveryId
-    ARGV[5]  the attempt's number (as claimed)
-    ARGV[6]  1 delivered, 0 not
-    ARGV[7]  the receiver's HTTP status, or ''
-    ARGV[8]  what went wrong, or ''
-    ARGV[9]  back-off of the first retry, ms (doubling per attempt)
-    ARGV[10] longest back-off, ms
-    ARGV[11] give up this long after the delivery was created, ms
+    A[1]     webhookId
+    A[2]     deliveryId
+    A[3]     the attempt's number (as claimed)
+    A[4]     1 delivered, 0 not
+    A[5]     the receiver's HTTP status, or ''
+    A[6]     what went wrong, or ''
+    A[7]     back-off of the first retry, ms (doubling per attempt)
+    A[8]     longest back-off, ms
+    A[9]     give up this long after the delivery was created, ms
   Output: 'DELIVERED', 'RETRY', 'FAILED', or 'STALE' when the delivery is
           gone or another attempt has been claimed since (nothing changes)
   Events: none

@@ -1,7 +1,7 @@
 --[[
   get_webhook: reads a webhook.
 
-  Input:  KEYS[1] tenant prefix; ARGV[3] webhookId
+  Input:  KEYS[1] tenant prefix; A[1] webhookId
   Output: the webhook as JSON, without its secret, or error NOT_FOUND
   Events: none
 ]]

@@ -4,9 +4,9 @@
 
   Input:
     KEYS[1]  tenant prefix
-    ARGV[3]  webhookId
-    ARGV[4]  cursor: the last member of the previous page, or ''
-    ARGV[5]  limit (1..1000)
+    A[1]     webhookId
+    A[2]     cursor: the last member of the previous page, or ''
+    A[3]     limit (1..1000)
   Output: {"deliveries": [Delivery, …], "next": cursor or null}, or
           NOT_FOUND for an unknown webhook
   Events: none

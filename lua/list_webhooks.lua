@@ -3,8 +3,8 @@
 
   Input:
     KEYS[1]  tenant prefix
-    ARGV[3]  cursor: the last id of the previous page, or '' for the first
-    ARGV[4]  limit (1..1000)
+    A[1]     cursor: the last id of the previous page, or '' for the first
+    A[2]     limit (1..1000)
   Output: {"webhooks": [Webhook, …], "next": cursor or null}, secrets left out
   Events: none
 ]]

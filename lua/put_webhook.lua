@@ -3,12 +3,12 @@
 
   Input:
     KEYS[1]  tenant prefix
-    ARGV[3]  webhookId
-    ARGV[4]  url (checked by the caller: http(s), an address it may call)
-    ARGV[5]  secret (the signing key; stored, never returned)
-    ARGV[6]  types filter, a JSON list of event types, or '' for all
-    ARGV[7]  queueIds filter, a JSON list of queue ids, or '' for all
-    ARGV[8]  enabled (1 or 0)
+    A[1]     webhookId
+    A[2]     url (checked by the caller: http(s), an address it may call)
+    A[3]     secret (the signing key; stored, never returned)
+    A[4]     types filter, a JSON list of event types, or '' for all
+    A[5]     queueIds filter, a JSON list of queue ids, or '' for all
+    A[6]     enabled (1 or 0)
   Output: the webhook as JSON, without its secret
   Events: none (webhooks are not routing state)
   A disabled webhook keeps its pending deliveries, unclaimed, until it is
@@ -18,9 +18,9 @@
 return run(function()
   local id = A[1]
   local k = key('webhook', id)
-  local created = redis.call('HGET', k, 'createdAt') or now_s()
+  local created = redis.call('HGET', k, 'createdAt') or now_ms_str()
   redis.call('HSET', k, 'url', A[2], 'secret', A[3], 'types', A[4], 'queueIds', A[5],
-    'enabled', A[6], 'createdAt', created, 'updatedAt', now_s())
+    'enabled', A[6], 'createdAt', created, 'updatedAt', now_ms_str())
   redis.call('ZADD', key('webhooks'), '0', id)
   wh_due_sync(id, A[6] == '1')
   return wh_json(wh_get(id))

@@ -7,10 +7,10 @@
 
   Input:
     KEYS[1]  tenant prefix
-    ARGV[3]  delivery id (the lost event's id, or the gap's)
-    ARGV[4]  the event's id, or '' for a gap of several
-    ARGV[5]  the latest time the lost events can have happened, ms
-    ARGV[6]  what was lost, in words
+    A[1]     delivery id (the lost event's id, or the gap's)
+    A[2]     the event's id, or '' for a gap of several
+    A[3]     the latest time the lost events can have happened, ms
+    A[4]     what was lost, in words
   Output: how many deliveries were recorded
   Events: none
 ]]

@@ -2,7 +2,7 @@
   retry_delivery: sends a FAILED delivery again: it is PENDING once more,
   due now, with a fresh round of back-off and a fresh give-up time.
 
-  Input:  KEYS[1] tenant prefix; ARGV[3] webhookId; ARGV[4] deliveryId
+  Input:  KEYS[1] tenant prefix; A[1] webhookId; A[2] deliveryId
   Output: the delivery as JSON; NOT_FOUND for an unknown webhook or
           delivery; INVALID_TRANSITION when it is not FAILED, or when its
           event was lost to retention (there is nothing to send)
@@ -28,7 +28,7 @@ return run(function()
   -- the back-off and the give-up time start over.
   d.round, d.createdAt, d.nextAttemptAt = d.attempts, now_ms(), now_ms()
   dlv_put(wid, d)
-  redis.call('ZADD', key('webhook', wid, 'due'), now_s(), did)
+  redis.call('ZADD', key('webhook', wid, 'due'), now_ms_str(), did)
   wh_due_sync(wid, w.enabled)
   return dlv_json(wid, d)
 end)
