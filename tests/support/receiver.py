@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 import random
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +20,7 @@ class Received:
     path: str
     headers: dict[str, str]
     body: bytes
+    status: int | None = None  # what it was answered, once answered
 
     @property
     def json(self) -> dict[str, Any]:
@@ -49,6 +51,7 @@ class Receiver:
         if wait:
             await asyncio.sleep(wait)
         status = self.answer(n, request.path)
+        self.received[n].status = status
         if 300 <= status < 400:
             raise web.HTTPFound(location=f"{self.base}/redirected")
         return web.Response(status=status, text="ok")
@@ -69,6 +72,11 @@ class Receiver:
 
     def at(self, path: str) -> list[Received]:
         return [r for r in self.received if r.path == path]
+
+    def delivered(self, path: str) -> Counter[str]:
+        """Event id -> how many times the receiver accepted it (answered 2xx)."""
+        return Counter(r.json["id"] for r in self.at(path)
+                       if r.status is not None and 200 <= r.status < 300)
 
     async def wait_for(self, cond: Callable[[], bool], timeout: float = 10.0) -> None:
         """Until cond() holds (checked at each arrival and every 50 ms)."""
