@@ -17,6 +17,7 @@ run on the other cores. Sections (see each module's docstring):
   http         http_bench.py    open-loop latency vs load, against a bare aiohttp handler
   peer         saq_bench.py     saq's enqueue -> pick -> complete vs redroute's lifecycle
   skills       skills_bench.py  decision cost with 10 steps, small vs large; lifecycle with 3 steps vs none
+  webhooks     webhooks_bench.py deliveries/s to a local receiver vs bare POSTs; step -> receiver latency
 
 The targets are reported met or missed; they never change the exit code.
 The exit code is non-zero only when a section broke (an exception).
@@ -42,6 +43,7 @@ import saq_bench
 import scaling_bench
 import skills_bench
 import timer_bench
+import webhooks_bench
 from harness import (
     RESULTS,
     ROOT,
@@ -63,6 +65,7 @@ SECTIONS = {
     "http": (http_bench.run, http_bench.table, "HTTP under open-loop load"),
     "peer": (saq_bench.run, saq_bench.table, "Peer: saq on the same Redis"),
     "skills": (skills_bench.run, skills_bench.table, "Skills: queue steps"),
+    "webhooks": (webhooks_bench.run, webhooks_bench.table, "Webhook delivery"),
 }
 DOCS = ROOT.parent / "docs" / "benchmarks"
 
@@ -143,6 +146,14 @@ def targets(s: dict[str, Any]) -> list[dict[str, Any]]:
     v = _get(sk, "lifecycle", "throughput_ratio")
     add("skills_lifecycle_3_steps", "lifecycles/s on a queue with 3 steps ÷ on a queue without "
         "(same run)", ">= 0.8", v, ge(v, 0.8), "x")
+
+    wh = s.get("webhooks", {})
+    v = _get(wh, "rate_ratio_to_bare")
+    add("webhooks_rate", "webhook deliveries/s (durable, one webhook) ÷ bare signed POSTs/s to the "
+        "same receiver", ">= 0.3", v, ge(v, 0.3), "x")
+    v = _get(wh, "latency", "latency", "p99_ms")
+    add("webhooks_latency_p99", "webhook delivery p99, script step -> receiver, 200 events/s",
+        "<= 20 ms", v, le(v, 20.0), "ms")
 
     v = _get(s.get("peer", {}), "rate_ratio")
     add("peer_saq", "redroute lifecycles/s ÷ saq's (same Redis, same in-flight calls)", ">= 5", v,

@@ -142,8 +142,8 @@ class TenantDispatcher:
                                                   self.settings, busy)
         for c in claims:
             self._start(c)
-        if busy is None or busy:
-            self._wake.set()  # some may wait for the claimer
+        # What was not claimed waits for a slot of its webhook: the attempt
+        # that frees it wakes the claimer.
 
     def _start(self, claim: Claim) -> None:
         self.in_flight[claim.webhook_id] = self.in_flight.get(claim.webhook_id, 0) + 1
@@ -234,7 +234,9 @@ class TenantDispatcher:
                     self._start(c)
                 if len(claims) >= free:
                     continue
-                if next_ms >= 0:
+                # Due now (0) yet not claimed: its webhooks are busy here, and
+                # a freed slot wakes this loop; else sleep until the next due.
+                if next_ms > 0:
                     wait = min(wait, next_ms / 1000)
             if wait > 0:
                 await self._sleep(wait)
