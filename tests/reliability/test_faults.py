@@ -26,6 +26,7 @@ import redis as syncredis
 from redroute import Engine, NotFound, RedisUnavailable
 from redroute.backend import connect
 from redroute.checks.invariants import check
+from redroute.counts import totals_by_name
 from redroute.keys import TenantKeys
 from redroute.timers import TimerWorker
 from tests.support.center import setup_center
@@ -369,7 +370,15 @@ async def test_timer_worker_killed_mid_load_and_restarted_leaves_nothing_stuck_n
             kills += 1
             await asyncio.sleep(0.4)  # deadlines fall due with no worker at all
             workers.append(spawn_worker(redis_server.url))
+
+        async def ronas_fired() -> bool:
+            totals = totals_by_name(await engine.redis.hgetall(engine.keys.counts))
+            return totals.get("RONA", 0) > 20
+
+        # The load runs until the last worker has fired enough RONAs to show
+        # it took over, however slowly a loaded machine starts it.
         await asyncio.sleep(1.0)
+        await wait_for(ronas_fired, timeout=30)
         stop.set()
         await asyncio.gather(*loaders)
 
