@@ -36,20 +36,21 @@ def setting(p: argparse.ArgumentParser, flag: str, name: str, help: str, **kw: A
 
 def switch_off(p: argparse.ArgumentParser, flag: str, name: str, help: str) -> None:
     """--no-<thing> for a boolean Settings field that is on by default."""
-    env = ENV[name]
-    raw = os.environ.get(env) or None
-    on = DEFAULTS[name] if raw is None else raw.strip().lower() in _TRUE
-    p.add_argument(flag, dest=name, action="store_false", default=on,
-                   help=f"{help} [env {env}=0] (default: {_state(name, on)})")
+    _switch(p, flag, name, help, "store_false", "0")
 
 
 def switch_on(p: argparse.ArgumentParser, flag: str, name: str, help: str) -> None:
     """--<thing> for a boolean Settings field that is off by default."""
+    _switch(p, flag, name, help, "store_true", "1")
+
+
+def _switch(p: argparse.ArgumentParser, flag: str, name: str, help: str, action: str,
+            env_value: str) -> None:
     env = ENV[name]
     raw = os.environ.get(env) or None
     on = DEFAULTS[name] if raw is None else raw.strip().lower() in _TRUE
-    p.add_argument(flag, dest=name, action="store_true", default=on,
-                   help=f"{help} [env {env}=1] (default: {_state(name, on)})")
+    p.add_argument(flag, dest=name, action=action, default=on,
+                   help=f"{help} [env {env}={env_value}] (default: {_state(name, on)})")
 
 
 def _state(name: str, on: bool) -> str:
@@ -63,3 +64,12 @@ def common(p: argparse.ArgumentParser) -> None:
             "backend, in this process only")
     setting(p, "--log-level", "log_level", "DEBUG, INFO, WARNING or ERROR",
             type=str.upper, choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+
+
+def stream_settings(p: argparse.ArgumentParser, *, note: str = "") -> None:
+    """The event stream's cap and closed tasks' retention: what every script
+    call of a process is given, so serve and worker must agree on them."""
+    setting(p, "--events-maxlen", "events_maxlen",
+            "approximate MAXLEN of each tenant's event stream" + note, type=int)
+    setting(p, "--retention-ms", "retention_ms", "how long closed tasks stay readable" + note,
+            type=int)

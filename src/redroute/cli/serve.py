@@ -27,7 +27,7 @@ from typing import Any
 from ..errors import ConfigError, StartupError
 from ..logs import setup_logging
 from ..settings import Settings, check_redis_url
-from .options import HELP, common, setting, switch_off, switch_on
+from .options import HELP, common, setting, stream_settings, switch_off, switch_on
 from .startup import open_redis
 from .webhooks import add_dispatch_arguments, delivery_settings, webhook_settings
 
@@ -57,10 +57,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
             type=float)
     setting(p, "--sse-queue-size", "sse_queue_size",
             "events buffered per SSE client before a slow one is dropped", type=int)
-    setting(p, "--events-maxlen", "events_maxlen",
-            "approximate MAXLEN of each tenant's event stream", type=int)
-    setting(p, "--retention-ms", "retention_ms", "how long closed tasks stay readable",
-            type=int)
+    stream_settings(p)
     setting(p, "--shutdown-timeout", "shutdown_timeout",
             "seconds in-flight requests get to finish on SIGTERM", type=float)
     switch_off(p, "--no-access-log", "access_log", "log no line per request")

@@ -19,7 +19,7 @@ from ..errors import ConfigError
 from ..keys import WEBHOOK_TENANTS
 from ..logs import setup_logging
 from ..settings import Settings, check_redis_url
-from .options import HELP, common, setting
+from .options import HELP, common, setting, stream_settings
 from .startup import open_redis
 from .webhooks import add_dispatch_arguments, delivery_settings, webhook_settings
 
@@ -36,10 +36,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             type=int)
     setting(w, "--max-sleep", "timer_max_sleep", "longest pause between sweeps, seconds",
             type=float)
-    setting(w, "--events-maxlen", "events_maxlen",
-            "approximate MAXLEN of each tenant's event stream (as `serve` has it)", type=int)
-    setting(w, "--retention-ms", "retention_ms",
-            "how long closed tasks stay readable (as `serve` has it)", type=int)
+    stream_settings(w, note=" (as `serve` has it)")
     setting(w, "--log-format", "log_format", "log lines as JSON objects or plain text",
             choices=("json", "text"))
     add_dispatch_arguments(w)
