@@ -13,13 +13,16 @@
     queue with steps it lists, its attributes are evaluated against the
     steps (its first step there and its skill score) and it is indexed
     again; then it takes what it now may.
-  Output: the agent as JSON
+  Output: the agent as JSON; NOT_FOUND naming a queue that does not exist
   Events: AGENT_STATE_CHANGED, then any reservations its new queues,
           attributes or capacity allow
 ]]
 --- @include "includes/lifecycle"
 return run(function()
   local id = A[1]
+  for _, qid in ipairs(cjson.decode(A[2])) do
+    if not queue_get(qid) then fail('NOT_FOUND', 'queue ' .. qid .. ' does not exist') end
+  end
   local k = key('agent', id)
   local a = agent_get(id)
   if a then
@@ -29,7 +32,7 @@ return run(function()
     end
   else
     redis.call('HSET', k, 'st', 'LOGOUT', 'rc', '', 't', istr(now_ms()))
-    redis.call('SADD', key('agents'), id)
+    config_add('agents', id)
   end
   redis.call('HSET', k, 'queues', A[2], 'attrs', A[3], 'max', A[4])
   agent_forget(id)

@@ -19,7 +19,7 @@ return run(function()
   local old = mrd_get(id)
   redis.call('HSET', key('mrd', id), 'maxRequests', A[2], 'autoJoin', A[3], 'wrapUp', A[4],
     'wrapUpTimeoutMs', A[5])
-  redis.call('SADD', key('mrds'), id)
+  config_add('mrds', id)
   MRD_CACHE[id] = nil
   MRD_IDS = nil
   local m = mrd_get(id)

@@ -48,7 +48,7 @@ return run(function()
     redis.call('HDEL', qk, 'steps', 'stepAt', 'stepCode', 'skillNames')
   end
   if rtla ~= '' then redis.call('HSET', qk, 'rtla', rtla) else redis.call('HDEL', qk, 'rtla') end
-  redis.call('SADD', key('queues'), id)
+  config_add('queues', id)
   QUEUE_CACHE[id] = nil
   local q = queue_get(id)
   local steps_changed = old_steps ~= steps

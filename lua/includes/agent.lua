@@ -298,3 +298,52 @@ end
 local function emit_agent(a)
   emit('AGENT_STATE_CHANGED', '{"agent":' .. agent_json(a) .. '}')
 end
+
+-- An MRD deleted: the agent's fields for it go (delete_mrd).
+local MRD_FIELDS = {'st', 'rc', 'n', 'sh', 't', 'la', 'ov'}
+local function mrd_forget(a, mrd)
+  local fields = {}
+  for i, f in ipairs(MRD_FIELDS) do
+    fields[i] = mrd .. '|' .. f
+    a.f[fields[i]] = nil
+    a.dirty[fields[i]] = nil
+  end
+  redis.call('HDEL', key('agent', a.id), unpack(fields))
+end
+
+-- The agent deleted: its keys and id go, and no pending change of it is
+-- written back at the end (delete_agent).
+local function agent_drop(a)
+  redis.call('DEL', key('agent', a.id), key('agent', a.id, 'tasks'))
+  config_remove('agents', a.id)
+  a.dirty = {}
+  AGENTS[a.id] = false
+end
+
+-- A queue's live statistics, as JSON fields to add to queue_json: waiting
+-- (count), oldestWaitMs (null when none waits) and agents (member agents
+-- counted by what they show on the queue's MRD).
+local function queue_stats(q)
+  -- (:age holds every waiting task, those waiting for a preferred agent too)
+  local waiting = redis.call('ZCARD', key('q', q.id, 'age'))
+  local oldest = redis.call('ZRANGE', key('q', q.id, 'age'), '0', '0', 'WITHSCORES')
+  local oldest_ms = nil
+  if oldest[2] then oldest_ms = now_ms() - tonumber(oldest[2]) end
+  local counts, names = {}, {}
+  for _, aid in ipairs(redis.call('SMEMBERS', key('q', q.id, 'members'))) do
+    local a = agent_get(aid)
+    if a then
+      local st = mrd_display(a, q.mrdId)
+      if not counts[st] then
+        counts[st] = 0
+        names[#names + 1] = st
+      end
+      counts[st] = counts[st] + 1
+    end
+  end
+  table.sort(names)
+  local parts = {}
+  for i, st in ipairs(names) do parts[i] = jid(st) .. ':' .. jint(counts[st]) end
+  return ',"waiting":' .. jint(waiting) .. ',"oldestWaitMs":' .. jint(oldest_ms) ..
+    ',"agents":{' .. table.concat(parts, ',') .. '}'
+end

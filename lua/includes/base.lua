@@ -133,6 +133,12 @@ local function jids(list)
   return '["' .. table.concat(list, '","') .. '"]'
 end
 
+-- Ids for an error's detail: the first ten, and how many more.
+local function id_list(ids)
+  if #ids <= 10 then return table.concat(ids, ', ') end
+  return table.concat(ids, ', ', 1, 10) .. ' and ' .. istr(#ids - 10) .. ' more'
+end
+
 -- What this call did, by name (event types, and RONA for a reservation
 -- that ended unanswered or declined): added to the tenant's running totals
 -- in rr:{t}:counts when the script ends, as one HINCRBY on a field that

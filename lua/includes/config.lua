@@ -9,6 +9,10 @@
                      when set: rtla (routeToLastAgent timeoutMs), steps,
                      stepAt, stepCode, skillNames (see skills.lua)
   rr:{t}:queues      set of queue ids
+  rr:{t}:index:<kind>  sorted set (scores 0) of the ids in the set of
+                     that kind (mrds, queues or agents), for lists in id
+                     order; every script that adds to or removes from the
+                     set does the same here
 ]]
 -- Defaults a script needs on its own, the constants of redroute.limits of
 -- the same names (a test checks they agree): the RONA timeout of a task
@@ -93,4 +97,29 @@ local function queue_json(q, extra)
     ',"agentRequestTtlMs":' .. jint(q.agentRequestTtlMs) .. ',"agentSlaMs":' .. jint(q.agentSlaMs) ..
     ',"agentSelectionPolicy":' .. jid(q.agentSelectionPolicy) ..
     ',"serviceLevelThresholdMs":' .. jint(q.serviceLevelThresholdMs) .. v2 .. (extra or '') .. '}'
+end
+
+-- The id index of a kind, completed first when it lists fewer ids than the
+-- kind's set: configuration written before the index existed is only in
+-- the set. The counts differ only then, as every script since keeps both.
+local function index_complete(kind)
+  local idx = key('index', kind)
+  if redis.call('ZCARD', idx) ~= redis.call('SCARD', key(kind)) then
+    for _, id in ipairs(redis.call('SMEMBERS', key(kind))) do
+      redis.call('ZADD', idx, '0', id)
+    end
+  end
+  return idx
+end
+
+-- A new MRD, queue or agent id (kind 'mrds', 'queues', 'agents').
+local function config_add(kind, id)
+  redis.call('SADD', key(kind), id)
+  redis.call('ZADD', key('index', kind), '0', id)
+  index_complete(kind)
+end
+
+local function config_remove(kind, id)
+  redis.call('SREM', key(kind), id)
+  redis.call('ZREM', key('index', kind), id)
 end

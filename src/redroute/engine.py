@@ -36,11 +36,14 @@ from .limits import (
     WRAP_UP_TIMEOUT_MS,
 )
 from .model import (
+    LIST_LIMIT_DEFAULT,
+    LIST_LIMIT_MAX,
     Agent,
     AgentState,
     Direction,
     MediaState,
     Mrd,
+    Page,
     Queue,
     ReasonCode,
     RoutingExplanation,
@@ -48,6 +51,8 @@ from .model import (
     Step,
     Task,
     TaskStateName,
+    cursor_after,
+    page_cursor,
 )
 from .scripts import ScriptRunner, default_runner
 from .webhooks.model import (
@@ -220,6 +225,46 @@ class Engine:
     async def get_agent(self, agent_id: str) -> Agent:
         raw = await self.call("get_agent", v.check_id("agentId", agent_id))
         return Agent.from_dict(json.loads(raw))
+
+    # Lists and deletion. A list is a page in id order (byte-wise); pass
+    # its `next` as cursor for the following page.
+
+    async def list_mrds(self, limit: int = LIST_LIMIT_DEFAULT, cursor: str | None = None) -> Page[Mrd]:
+        return await self._list("mrds", Mrd.from_dict, limit, cursor)
+
+    async def list_queues(self, limit: int = LIST_LIMIT_DEFAULT,
+                          cursor: str | None = None) -> Page[Queue]:
+        """Each queue with its live statistics, as get_queue returns it."""
+        return await self._list("queues", Queue.from_dict, limit, cursor)
+
+    async def list_agents(self, limit: int = LIST_LIMIT_DEFAULT,
+                          cursor: str | None = None) -> Page[Agent]:
+        return await self._list("agents", Agent.from_dict, limit, cursor)
+
+    async def _list(self, kind: str, decode: Any, limit: int, cursor: str | None) -> Page[Any]:
+        v.check_int("limit", limit, 1, LIST_LIMIT_MAX)
+        after = ""
+        if cursor is not None:
+            after = cursor_after(cursor) or ""
+            if not after:
+                raise v.ValidationError(f"cursor is not one a list returned; got {cursor!r:.80}")
+        d = json.loads(await self.call("list_config", kind, limit, after))
+        return Page([decode(x) for x in d[kind]], None if d["next"] is None else page_cursor(d["next"]))
+
+    async def delete_mrd(self, mrd_id: str) -> None:
+        """Refused (InvalidTransition) while a queue uses the MRD or an
+        agent holds tasks on it."""
+        await self.call("delete_mrd", v.check_id("mrdId", mrd_id))
+
+    async def delete_queue(self, queue_id: str) -> None:
+        """Refused (InvalidTransition) while an agent lists the queue or a
+        task waits in it or is reserved from it."""
+        await self.call("delete_queue", v.check_id("queueId", queue_id))
+
+    async def delete_agent(self, agent_id: str) -> None:
+        """Logs the agent out first; refused (InvalidTransition) while it
+        holds tasks."""
+        await self.call("delete_agent", v.check_id("agentId", agent_id))
 
     async def set_agent_state(
         self, agent_id: str, state: AgentState | str, *, mrd_id: str | None = None,

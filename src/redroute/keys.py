@@ -96,6 +96,11 @@ class TenantKeys:
     def queues(self) -> str:
         return self.prefix + "queues"
 
+    def index(self, kind: str) -> str:
+        """The ids of the set `kind` ("mrds", "queues", "agents") in id
+        order (a sorted set, scores 0): what the lists page through."""
+        return f"{self.prefix}index:{kind}"
+
     # agent
     def agent(self, agent_id: str) -> str:
         return f"{self.prefix}agent:{agent_id}"

@@ -3,11 +3,13 @@ dataclasses decoded from (and encoded back to) the camelCase JSON shapes."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import re
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from .limits import DEFAULT_WRAP_UP_TIMEOUT_MS
 
@@ -98,6 +100,10 @@ class EventType(StrEnum):
     AGENT_RESERVED = "AGENT_RESERVED"
     NO_AGENT_AVAILABLE = "NO_AGENT_AVAILABLE"
     AGENT_STATE_CHANGED = "AGENT_STATE_CHANGED"
+    # Configuration deleted: data {"mrdId"}, {"queueId"} or {"agentId"}.
+    MRD_DELETED = "MRD_DELETED"
+    QUEUE_DELETED = "QUEUE_DELETED"
+    AGENT_DELETED = "AGENT_DELETED"
 
 
 # Ids and tenants become parts of Redis keys: no ':' (the key separator), no
@@ -416,3 +422,36 @@ class Task:
             "metadata": self.metadata,
             "routing": self.routing.to_dict(),
         }
+
+
+# Lists of configuration (MRDs, queues, agents): pages in id order.
+LIST_LIMIT_DEFAULT = 100
+LIST_LIMIT_MAX = 1000
+CURSOR_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,172}$")  # base64url of an id, unpadded
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    items: list[T]
+    next: str | None  # the cursor of the next page; None on the last page
+
+
+def page_cursor(last_id: str) -> str:
+    """The cursor of the page after the one ending with last_id. Opaque to
+    clients: the next page starts after that id, so it stays right when ids
+    are added or deleted in between."""
+    return base64.urlsafe_b64encode(last_id.encode()).decode().rstrip("=")
+
+
+def cursor_after(cursor: str) -> str | None:
+    """The id a cursor starts after, or None when it is not one page_cursor
+    made."""
+    if not isinstance(cursor, str) or not CURSOR_PATTERN.fullmatch(cursor):
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return None
+    return raw if ID_PATTERN.fullmatch(raw) and page_cursor(raw) == cursor else None

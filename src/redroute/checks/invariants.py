@@ -39,6 +39,13 @@ reports there is worth a second look before acting on it).
    those indexes hold nothing else; no delivery, due set or failed index
    outlives its webhook; and the tenant's due index lists exactly the
    enabled webhooks with a due delivery, at their earliest due time.
+9. Configuration refers only to what exists: every MRD, queue and agent id
+   listed has its hash and every hash is listed; each id index lists
+   exactly its set (or is absent: configuration written before it
+   existed); a queue's MRD exists; an agent lists only queues that exist,
+   each queue's members are exactly the agents that list it, and an agent
+   has no state on an MRD that does not exist; no key of a queue or agent
+   outlives it.
 """
 
 from __future__ import annotations
@@ -395,6 +402,7 @@ async def check(engine: Engine, *, overdue_ms: int | None = None, events: bool =
     check_steps(s, rep)
     check_preferred(s, rep)
     await check_webhooks(engine, rep)
+    await check_config(engine, s, rep)
     return rep
 
 
@@ -429,3 +437,43 @@ async def check_webhooks(engine: Engine, rep: Report) -> None:
             rep.add(f"webhook {wid}: due index {due_index.get(wid)}, earliest due {expect}")
     for wid in set(due_index) - ids:
         rep.add(f"due index lists webhook {wid}, which does not exist")
+
+
+async def check_config(engine: Engine, s: Snapshot, rep: Report) -> None:
+    """9. configuration refers only to what exists."""
+    r, k = engine.redis, engine.keys
+    mrds, queues, agents = s.mrds, s.queues, s.agents
+    kinds = {"mrds": (mrds, k.mrd("")), "queues": (queues, k.queue("")), "agents": (agents, k.agent(""))}
+    for kind, (listed, hash_prefix) in kinds.items():
+        for i, h in sorted(listed.items()):
+            if not h:
+                rep.add(f"{kind} lists {i}, which has no hash")
+        for key in await _scan(r, glob_escape(hash_prefix) + "*"):
+            i = key[len(hash_prefix):].split(":")[0]
+            if i not in listed:
+                rep.add(f"key {key} of {kind[:-1]} {i}, which {kind} does not list")
+        indexed = set(await r.zrange(k.index(kind), 0, -1))
+        if indexed and indexed != set(listed):
+            rep.add(f"the {kind} index differs from the set by {sorted(indexed ^ set(listed))}")
+    queue_keys = k.q_members("")[: -len(":members")]  # rr:{t}:q:
+    for key in await _scan(r, glob_escape(queue_keys) + "*"):
+        q = key[len(queue_keys):].split(":")[0]
+        if q not in queues:
+            rep.add(f"key {key} of queue {q}, which does not exist")
+    listing: dict[str, set[str]] = {q: set() for q in queues}
+    for q, h in sorted(queues.items()):
+        if h.get("mrdId") not in mrds:
+            rep.add(f"queue {q} uses mrd {h.get('mrdId')}, which does not exist")
+    for a, h in sorted(agents.items()):
+        for q in json.loads(h.get("queues") or "[]"):
+            if q in listing:
+                listing[q].add(a)
+            else:
+                rep.add(f"agent {a} lists queue {q}, which does not exist")
+        gone = sorted({f.split("|")[0] for f in h if "|" in f} - set(mrds))
+        if gone:
+            rep.add(f"agent {a} has state on mrds {gone}, which do not exist")
+    for q, expected in sorted(listing.items()):
+        members = set(await r.smembers(k.q_members(q)))
+        if members != expected:
+            rep.add(f"queue {q}: members {sorted(members)}, agents listing it {sorted(expected)}")

@@ -36,6 +36,7 @@ from ..errors import NotFound
 from ..events.model import Event
 from ..events.stream import StreamReader, parse_id
 from ..keys import task_id_of_key, task_match, waiting_task_id
+from ..model import EventType
 
 Doc = dict[str, Any]
 
@@ -77,6 +78,8 @@ class Projection:
             changed |= self._put("task", self.tasks, event.task, version)
         if event.agent is not None:
             changed |= self._put("agent", self.agents, event.agent, version)
+        if event.type is EventType.AGENT_DELETED:
+            changed |= self._drop("agent", self.agents, event.data["agentId"], version)
         if version > parse_id(self.last_id):
             self.last_id = event.id
         self.applied += changed
@@ -93,6 +96,15 @@ class Projection:
         self._versions[key] = version
         into[doc["id"]] = doc
         return True
+
+    def _drop(self, kind: str, into: dict[str, Doc], doc_id: str, version: tuple[int, int]) -> bool:
+        # The deletion's version stays, so an older event met later does
+        # not bring the document back.
+        key = (kind, doc_id)
+        if key in self._versions and self._versions[key] >= version:
+            return False
+        self._versions[key] = version
+        return into.pop(doc_id, None) is not None
 
     # Views
 

@@ -33,6 +33,10 @@ def _state(doc: dict[str, Any]) -> str:
     return st["name"] + (f"/{st['reasonCode']}" if st.get("reasonCode") else "")
 
 
+_DELETED = {EventType.MRD_DELETED: ("mrd", "mrdId"), EventType.QUEUE_DELETED: ("queue", "queueId"),
+            EventType.AGENT_DELETED: ("agent", "agentId")}
+
+
 def describe(e: Event) -> str:
     """What the event says, in one line."""
     if e.type is EventType.AGENT_STATE_CHANGED:
@@ -41,6 +45,9 @@ def describe(e: Event) -> str:
             f"{m['mrdId']}={m['state']}" + (f"({m['reasonCode']})" if m["reasonCode"] else "")
             + f" {m['activeTasks']}/{m['maxRequests']}" for m in a["mrdStates"])
         return f"agent {a['id']} {_state(a)} {mrds}".rstrip()
+    if e.type in _DELETED:
+        kind, field = _DELETED[e.type]
+        return f"{kind} {e.data[field]} deleted"
     t = e.data["task"]
     where = f"conv {t['conversationId']}" + (f" queue {t['queueId']}" if t.get("queueId") else "")
     if e.type is EventType.AGENT_RESERVED:

@@ -45,7 +45,8 @@ class Event:
             return (q,) if q else ()
         if self.agent is not None:
             return tuple(self.agent.get("queues") or ())
-        return ()
+        q = self.data.get("queueId")  # QUEUE_DELETED
+        return (q,) if q else ()
 
     def matches(
         self,

@@ -1,0 +1,35 @@
+--[[
+  delete_agent: deletes an agent that holds no task.
+
+  Input:
+    KEYS[1]  tenant prefix
+    ARGV[3]  agentId
+  Output: 1; NOT_FOUND for an unknown agent; INVALID_TRANSITION naming the
+          live tasks it holds (reserved, active or in WRAP_UP)
+  Events: AGENT_STATE_CHANGED with the agent LOGOUT (when it was logged
+          in), then AGENT_DELETED {"agentId"}
+]]
+--- @include "includes/agent"
+return run(function()
+  local a = agent_must(A[1])
+  local tids = redis.call('SMEMBERS', key('agent', a.id, 'tasks'))
+  if #tids > 0 then
+    table.sort(tids)
+    fail('INVALID_TRANSITION', 'agent ' .. a.id .. ' holds tasks ' .. id_list(tids))
+  end
+  if a.f.st ~= 'LOGOUT' then
+    agent_set(a, 'st', 'LOGOUT')
+    agent_set(a, 'rc', '')
+    agent_set(a, 't', now_ms())
+    for _, m in ipairs(mrd_ids()) do mrd_set_base(a, m, 'LOGOUT', nil) end
+    emit_agent(a)
+  end
+  -- Out of every index, even one of a queue it no longer lists.
+  for _, qid in ipairs(redis.call('SMEMBERS', key('queues'))) do
+    redis.call('SREM', key('q', qid, 'members'), a.id)
+    redis.call('ZREM', key('q', qid, 'avail'), a.id)
+  end
+  agent_drop(a)
+  emit('AGENT_DELETED', '{"agentId":' .. jid(a.id) .. '}')
+  return 1
+end)

@@ -1,0 +1,50 @@
+--[[
+  delete_mrd: deletes an MRD that nothing uses any more.
+
+  Input:
+    KEYS[1]  tenant prefix
+    ARGV[3]  mrdId
+  Output: 1; NOT_FOUND for an unknown MRD; INVALID_TRANSITION naming the
+          queues that use it, else the agents that hold tasks on it (open
+          medias or WRAP_UP)
+  Events: AGENT_STATE_CHANGED for every agent (the MRD leaves its
+          mrdStates; its global state follows the MRDs left), then
+          MRD_DELETED {"mrdId"}
+]]
+--- @include "includes/agent"
+return run(function()
+  local id = A[1]
+  if not mrd_get(id) then fail('NOT_FOUND', 'mrd ' .. id .. ' does not exist') end
+  local users = {}
+  for _, qid in ipairs(redis.call('SMEMBERS', key('queues'))) do
+    local q = queue_get(qid)
+    if q and q.mrdId == id then users[#users + 1] = qid end
+  end
+  if #users > 0 then
+    fail('INVALID_TRANSITION', 'mrd ' .. id .. ' is used by queues ' .. id_list(users))
+  end
+  local aids = redis.call('SMEMBERS', key('agents'))
+  table.sort(aids)
+  local holders, agents = {}, {}
+  for _, aid in ipairs(aids) do
+    local a = agent_get(aid)
+    if a then
+      agents[#agents + 1] = a
+      if mrd_count(a, id) > 0 then holders[#holders + 1] = aid end
+    end
+  end
+  if #holders > 0 then
+    fail('INVALID_TRANSITION', 'mrd ' .. id .. ' has open tasks of agents ' .. id_list(holders))
+  end
+  redis.call('DEL', key('mrd', id))
+  config_remove('mrds', id)
+  MRD_CACHE[id] = nil
+  MRD_IDS = nil
+  for _, a in ipairs(agents) do
+    mrd_forget(a, id)
+    agent_follow_mrds(a, nil)
+    emit_agent(a)
+  end
+  emit('MRD_DELETED', '{"mrdId":' .. jid(id) .. '}')
+  return 1
+end)

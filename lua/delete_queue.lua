@@ -1,0 +1,47 @@
+--[[
+  delete_queue: deletes a queue that no agent lists and no task waits in or
+  is reserved from.
+
+  Input:
+    KEYS[1]  tenant prefix
+    ARGV[3]  queueId
+  Output: 1; NOT_FOUND for an unknown queue; INVALID_TRANSITION naming the
+          agents that list it, else its waiting tasks' count, else its
+          reserved tasks. Its ACTIVE and WRAP_UP tasks stay with their
+          agents and keep their queueId.
+  Events: QUEUE_DELETED {"queueId"}
+]]
+--- @include "includes/config"
+--- @include "includes/task"
+return run(function()
+  local id = A[1]
+  if not queue_get(id) then fail('NOT_FOUND', 'queue ' .. id .. ' does not exist') end
+  local members = redis.call('SMEMBERS', key('q', id, 'members'))
+  if #members > 0 then
+    table.sort(members)
+    fail('INVALID_TRANSITION', 'queue ' .. id .. ' is listed by agents ' .. id_list(members))
+  end
+  local waiting = redis.call('ZCARD', key('q', id, 'waiting'))
+  if waiting > 0 then
+    fail('INVALID_TRANSITION', 'queue ' .. id .. ' has ' .. istr(waiting) .. ' waiting tasks')
+  end
+  -- Reserved tasks wait for an accept that may not come: a RONA would
+  -- route them back to this queue. Each has a RONA deadline.
+  local reserved = {}
+  for _, member in ipairs(redis.call('ZRANGE', key('timers'), '0', '-1')) do
+    local tid = string.match(member, '^rona|([^|]+)|')
+    if tid then
+      local t = task_get(tid)
+      if t and t.queueId == id then reserved[#reserved + 1] = tid end
+    end
+  end
+  if #reserved > 0 then
+    fail('INVALID_TRANSITION', 'queue ' .. id .. ' has reserved tasks ' .. id_list(reserved))
+  end
+  redis.call('DEL', key('queue', id), key('q', id, 'members'), key('q', id, 'avail'),
+    key('q', id, 'waiting'), key('q', id, 'age'))
+  config_remove('queues', id)
+  QUEUE_CACHE[id] = nil
+  emit('QUEUE_DELETED', '{"queueId":' .. jid(id) .. '}')
+  return 1
+end)
