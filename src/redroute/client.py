@@ -16,8 +16,8 @@ import msgpack
 from . import limits
 from .errors import BY_CODE, RedrouteError
 from .events.model import Event, decode_entry
-from .model import Agent, Mrd, Queue, RoutingExplanation, Step, Task
-from .webhooks.model import Delivery, Page, Webhook
+from .model import LIST_LIMIT_DEFAULT, Agent, Mrd, Page, Queue, RoutingExplanation, Step, Task
+from .webhooks.model import Delivery, Webhook
 
 MSGPACK = "application/msgpack"
 
@@ -171,6 +171,34 @@ class Client:
 
     async def get_agent(self, agent_id: str) -> Agent:
         return Agent.from_dict((await self.request("GET", f"/v1/agents/{agent_id}"))[1])
+
+    # Lists (pages in id order: pass `next` as cursor) and deletion
+
+    async def list_mrds(self, limit: int = LIST_LIMIT_DEFAULT,
+                        cursor: str | None = None) -> Page[Mrd]:
+        return await self._list("mrds", Mrd.from_dict, limit, cursor)
+
+    async def list_queues(self, limit: int = LIST_LIMIT_DEFAULT,
+                          cursor: str | None = None) -> Page[Queue]:
+        return await self._list("queues", Queue.from_dict, limit, cursor)
+
+    async def list_agents(self, limit: int = LIST_LIMIT_DEFAULT,
+                          cursor: str | None = None) -> Page[Agent]:
+        return await self._list("agents", Agent.from_dict, limit, cursor)
+
+    async def _list(self, kind: str, decode: Any, limit: int, cursor: str | None) -> Page[Any]:
+        query = f"?limit={limit}" + (f"&cursor={cursor}" if cursor is not None else "")
+        _, d = await self.request("GET", f"/v1/{kind}{query}")
+        return Page([decode(x) for x in d[kind]], d["next"])
+
+    async def delete_mrd(self, mrd_id: str) -> None:
+        await self.request("DELETE", f"/v1/mrds/{mrd_id}")
+
+    async def delete_queue(self, queue_id: str) -> None:
+        await self.request("DELETE", f"/v1/queues/{queue_id}")
+
+    async def delete_agent(self, agent_id: str) -> None:
+        await self.request("DELETE", f"/v1/agents/{agent_id}")
 
     async def set_agent_state(self, agent_id: str, state: str, *, mrd_id: str | None = None,
                               reason_code: str | None = None) -> Agent:

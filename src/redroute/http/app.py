@@ -117,7 +117,13 @@ def endpoint(op: Operation) -> Callable[[web.Request], Awaitable[web.StreamRespo
                 body = op.body.model_validate(data)
             except pydantic.ValidationError as e:
                 raise from_validation_error(e) from None
-        status, payload = await op.fn(Ctx(request, engine, path, body))
+        query = None
+        if op.query is not None:
+            try:
+                query = op.query.model_validate(dict(request.query))
+            except pydantic.ValidationError as e:
+                raise from_validation_error(e, "query") from None
+        status, payload = await op.fn(Ctx(request, engine, path, body, query))
         if status == 204:
             return web.Response(status=204)
         resp = encode(request, status, payload)

@@ -16,7 +16,7 @@ import pydantic
 from aiohttp import web
 
 from ..engine import Engine
-from ..model import ID_PATTERN, Task
+from ..model import ID_PATTERN, Page, Task
 from . import schemas as s
 from .negotiation import RawJson
 from .problem import bad_id, from_validation_error
@@ -28,6 +28,7 @@ class Ctx:
     engine: Engine
     path: dict[str, str]
     body: Any
+    query: Any = None  # the route's query model, validated
 
 
 Handler = Callable[[Ctx], Awaitable[tuple[int, Any]]]
@@ -41,6 +42,13 @@ def _task(t: Task) -> RawJson | dict[str, Any]:
 
 def _tasks(ts: list[Any]) -> dict[str, Any]:
     return {"tasks": [t.to_dict() for t in ts]}
+
+
+def _page(kind: str, page: Page[Any]) -> tuple[int, Any]:
+    return 200, {kind: [x.to_dict() for x in page.items], "next": page.next}
+
+
+DELETED = (204, None)
 
 
 # Configuration
@@ -81,6 +89,35 @@ async def put_agent(c: Ctx) -> tuple[int, Any]:
 
 async def get_agent(c: Ctx) -> tuple[int, Any]:
     return 200, (await c.engine.get_agent(c.path["agentId"])).to_dict()
+
+
+# Configuration lists and deletion
+
+async def list_mrds(c: Ctx) -> tuple[int, Any]:
+    return _page("mrds", await c.engine.list_mrds(c.query.limit, c.query.cursor))
+
+
+async def list_queues(c: Ctx) -> tuple[int, Any]:
+    return _page("queues", await c.engine.list_queues(c.query.limit, c.query.cursor))
+
+
+async def list_agents(c: Ctx) -> tuple[int, Any]:
+    return _page("agents", await c.engine.list_agents(c.query.limit, c.query.cursor))
+
+
+async def delete_mrd(c: Ctx) -> tuple[int, Any]:
+    await c.engine.delete_mrd(c.path["mrdId"])
+    return DELETED
+
+
+async def delete_queue(c: Ctx) -> tuple[int, Any]:
+    await c.engine.delete_queue(c.path["queueId"])
+    return DELETED
+
+
+async def delete_agent(c: Ctx) -> tuple[int, Any]:
+    await c.engine.delete_agent(c.path["agentId"])
+    return DELETED
 
 
 # Agents

@@ -7,6 +7,7 @@ import functools
 import re
 from typing import Any
 
+from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from .. import __version__
@@ -54,6 +55,21 @@ def _query_id(name: str, description: str) -> dict[str, Any]:
             "schema": {"type": "string", "pattern": ID_PATTERN.pattern, "maxLength": 128}}
 
 
+def _query_params(model: type[BaseModel] | None) -> list[dict[str, Any]]:
+    if model is None:
+        return []
+    out = []
+    schema = model.model_json_schema()
+    for name, prop in schema["properties"].items():
+        description = prop.pop("description", "")
+        prop.pop("title", None)
+        # An optional parameter is absent, never null.
+        prop = next((p for p in prop.pop("anyOf", []) if p.get("type") != "null"), prop)
+        out.append({"name": name, "in": "query", "required": name in schema.get("required", ()),
+                    "description": description, "schema": prop})
+    return out
+
+
 @functools.cache
 def document() -> dict[str, Any]:
     bodies = {op.body for op in ROUTES if op.body is not None}
@@ -69,7 +85,7 @@ def document() -> dict[str, Any]:
         item: dict[str, Any] = {
             "operationId": op.op_id, "summary": op.summary, "tags": [op.tag],
             "parameters": ([_path_param(p) for p in _PARAM.findall(op.path)] + [TENANT_PARAM]
-                           + list(op.headers)),
+                           + list(op.headers) + _query_params(op.query)),
             "responses": {},
         }
         if op.body is not None:

@@ -27,10 +27,11 @@ class Operation:
     tag: str
     fn: Handler
     body: type[pydantic.BaseModel] | None = None
-    response: type[pydantic.BaseModel] | None = None
+    response: type[pydantic.BaseModel] | None = None  # None: no content (204)
     statuses: tuple[int, ...] = (200,)
     errors: tuple[int, ...] = (404, 422)
     headers: tuple[dict[str, Any], ...] = ()  # request headers it reads (OpenAPI parameters)
+    query: type[pydantic.BaseModel] | None = None  # its query parameters
 
 
 def route(method: str, path: str, op_id: str, summary: str, tag: str, fn: Handler, *,
@@ -38,15 +39,16 @@ def route(method: str, path: str, op_id: str, summary: str, tag: str, fn: Handle
           response: type[pydantic.BaseModel] | None = None,
           statuses: tuple[int, ...] = (200,),
           errors: tuple[int, ...] = (404, 422),
-          headers: tuple[dict[str, Any], ...] = ()) -> Operation:
+          headers: tuple[dict[str, Any], ...] = (),
+          query: type[pydantic.BaseModel] | None = None) -> Operation:
     """An operation with the errors every request of its shape can meet."""
     errs = set(errors) | {503}
     if body is not None:
         errs |= {400, 413, 415, 422}
-    if "{" in path:
+    if "{" in path or query is not None:
         errs |= {422}
     return Operation(method, path, op_id, summary, tag, fn, body, response, statuses,
-                     tuple(sorted(errs)), headers)
+                     tuple(sorted(errs)), headers, query)
 
 
 IDEMPOTENCY_PARAM = {
@@ -81,6 +83,23 @@ ROUTES: list[Operation] = [
           h.put_agent, body=s.AgentBody, response=s.Agent),
     route("GET", "/v1/agents/{agentId}", "getAgent", "Read an agent with its MRD states",
           "agents", h.get_agent, response=s.Agent),
+    # Configuration lists (pages in id order) and deletion
+    route("GET", "/v1/mrds", "listMrds", "The MRDs, a page in id order", "config",
+          h.list_mrds, response=s.MrdList, errors=(422,), query=s.ListQuery),
+    route("GET", "/v1/queues", "listQueues",
+          "The queues with their live statistics, a page in id order", "config",
+          h.list_queues, response=s.QueueList, errors=(422,), query=s.ListQuery),
+    route("GET", "/v1/agents", "listAgents", "The agents with their MRD states, a page in id order",
+          "config", h.list_agents, response=s.AgentList, errors=(422,), query=s.ListQuery),
+    route("DELETE", "/v1/mrds/{mrdId}", "deleteMrd",
+          "Delete an MRD no queue uses and no agent holds tasks on", "config",
+          h.delete_mrd, statuses=(204,), errors=(404, 409, 422)),
+    route("DELETE", "/v1/queues/{queueId}", "deleteQueue",
+          "Delete a queue no agent lists, with no waiting or reserved task", "config",
+          h.delete_queue, statuses=(204,), errors=(404, 409, 422)),
+    route("DELETE", "/v1/agents/{agentId}", "deleteAgent",
+          "Delete an agent that holds no task (it is logged out first)", "config",
+          h.delete_agent, statuses=(204,), errors=(404, 409, 422)),
     # Agents
     route("POST", "/v1/agents/{agentId}/state", "setAgentState",
           "Set an agent's global state, or one MRD's state", "agents",

@@ -43,7 +43,10 @@ from ..limits import (
     WRAP_UP_TIMEOUT_MS,
 )
 from ..model import (
+    CURSOR_PATTERN,
     ID_PATTERN,
+    LIST_LIMIT_DEFAULT,
+    LIST_LIMIT_MAX,
     REASON_PATTERN,
     TENANT_PATTERN,
     AgentState,
@@ -345,11 +348,38 @@ class Queue(BaseModel):
     agentSlaMs: int
     agentSelectionPolicy: SelectionPolicy
     serviceLevelThresholdMs: int
-    waiting: int | None = Field(None, description="GET only: tasks waiting")
-    oldestWaitMs: int | None = Field(None, description="GET only: the longest wait, ms")
-    agents: dict[str, int] | None = Field(None, description="GET only: member agents by MRD state")
+    waiting: int | None = Field(None, description="reads only: tasks waiting")
+    oldestWaitMs: int | None = Field(None, description="reads only: the longest wait, ms")
+    agents: dict[str, int] | None = Field(None, description="reads only: member agents by MRD state")
     steps: list[StepBody] | None = Field(None, description="present when set")
     routeToLastAgent: RouteToLastAgentBody | None = Field(None, description="present when set")
+
+
+class ListQuery(Body):
+    """The query of a configuration list (GET /v1/mrds, /v1/queues, /v1/agents)."""
+
+    limit: int = Field(LIST_LIMIT_DEFAULT, ge=1, le=LIST_LIMIT_MAX,
+                       description="the most items on the page")
+    cursor: str | None = Field(None, pattern=CURSOR_PATTERN.pattern, max_length=172,
+                               description="the `next` of the previous page")
+
+
+_NEXT = Field(description="the cursor of the next page; null on the last page")
+
+
+class MrdList(BaseModel):
+    mrds: list[Mrd]
+    next: str | None = _NEXT
+
+
+class QueueList(BaseModel):
+    queues: list[Queue]
+    next: str | None = _NEXT
+
+
+class AgentList(BaseModel):
+    agents: list[Agent]
+    next: str | None = _NEXT
 
 
 class ProblemDoc(BaseModel):
