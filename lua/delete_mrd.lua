@@ -21,6 +21,7 @@ return run(function()
     if q and q.mrdId == id then users[#users + 1] = qid end
   end
   if #users > 0 then
+    table.sort(users)
     fail('INVALID_TRANSITION', 'mrd ' .. id .. ' is used by queues ' .. id_list(users))
   end
   local aids = redis.call('SMEMBERS', key('agents'))

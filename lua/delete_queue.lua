@@ -36,6 +36,7 @@ return run(function()
     end
   end
   if #reserved > 0 then
+    table.sort(reserved)
     fail('INVALID_TRANSITION', 'queue ' .. id .. ' has reserved tasks ' .. id_list(reserved))
   end
   redis.call('DEL', key('queue', id), key('q', id, 'members'), key('q', id, 'avail'),

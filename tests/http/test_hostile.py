@@ -172,6 +172,15 @@ class Corpus:
                     yield (f"{op.op_id} msgpack {field} deep {depth}", op.method, path,
                            {"Content-Type": M},
                            _msgpack_with(valid, field, b"\x81\xa1x" + nested_msgpack(depth)))
+        # the configuration lists: hostile query parameters
+        for op in ROUTES:
+            if op.query is None:
+                continue
+            for query in ("limit=0", "limit=1001", "limit=-1", "limit=abc", "limit=1.5", "limit=",
+                          "limit=%EF%BC%91", "limit=99999999999999999999", "cursor=", "cursor=!!",
+                          "cursor=a%20b", "cursor=YTo", "cursor=" + "x" * 200, "cursor=%7Bx%7D",
+                          "limt=5"):
+                yield f"{op.op_id} ?{query:.30}", op.method, f"{op.path}?{query}", {}, None
         # the event stream: hostile query parameters
         for name in ("agentId", "queueId", "conversationId"):
             for bad in BAD_IDS:
