@@ -224,6 +224,7 @@ class EngineMatchesModel(RuleBasedStateMachine):
 
         self.run(go())
         self.model = Model(cfg)
+        self.original = cfg  # what a deleted MRD or queue is made again with
         self.started = time.monotonic()
         self.stats["examples"] += 1
         for a, state in zip(AGENTS, states, strict=True):
@@ -344,7 +345,7 @@ class EngineMatchesModel(RuleBasedStateMachine):
           tag=st.integers(0, 9))
     def pull(self, n: int, conv: str, mrd: str, direction: str, tag: int) -> None:
         # Mostly an agent logged in (a logged-out one is refused).
-        on = [a for a in AGENTS if self.model.agents[a].state != "LOGOUT"]
+        on = [a for a in AGENTS if a in self.model.agents and self.model.agents[a].state != "LOGOUT"]
         agent = on[n % len(on)] if on and n % 8 else [*AGENTS, "ghost"][n % 4]
         res = self.step(
             "pull",
@@ -467,6 +468,57 @@ class EngineMatchesModel(RuleBasedStateMachine):
         if res:
             assert agent_view(res[0]) == self.model.agent_view(agent)
 
+    # Configuration: agents put again, deletions, and what was deleted made
+    # again. A queue goes only once no agent lists it, an MRD once no queue
+    # uses it: put_agent with fewer queues makes both happen.
+
+    @rule(agent=mostly(AGENTS, "a4"), queues=st.lists(mostly(tuple(sorted(QUEUES)), "nowhere"),
+                                                      max_size=2),
+          over=st.sampled_from([{}, {}, {"chat": 1}, {"chat": 2}]))
+    def put_agent(self, agent: str, queues: list[str], over: dict[str, int]) -> None:
+        res = self.step("put_agent",
+                        lambda: self.engine.put_agent(agent, queues=queues, max_requests=over),
+                        lambda: self.model.put_agent(agent, queues, over))
+        if res:
+            assert agent_view(res[0]) == self.model.agent_view(agent)
+
+    @rule(agent=mostly(AGENTS, "ghost"))
+    def delete_agent(self, agent: str) -> None:
+        self.step("delete_agent", lambda: self.engine.delete_agent(agent),
+                  lambda: self.model.delete_agent(agent))
+
+    @rule(queue=mostly(tuple(sorted(QUEUES)), "nowhere"))
+    def delete_queue(self, queue: str) -> None:
+        self.step("delete_queue", lambda: self.engine.delete_queue(queue),
+                  lambda: self.model.delete_queue(queue))
+
+    @rule(mrd=mostly(MRDS, "fax"))
+    def delete_mrd(self, mrd: str) -> None:
+        self.step("delete_mrd", lambda: self.engine.delete_mrd(mrd),
+                  lambda: self.model.delete_mrd(mrd))
+
+    @precondition(lambda self: self.model and len(self.model.cfg.queues) < len(QUEUES))
+    @rule(n=st.integers(0, 9))
+    def queue_made_again(self, n: int) -> None:
+        gone = sorted(set(QUEUES) - set(self.model.cfg.queues))
+        q = gone[n % len(gone)]
+        c = self.original.queues[q]
+        self.step("queue made again",
+                  lambda: self.engine.put_queue(q, mrd_id=c.mrd, agent_request_ttl_ms=c.ttl_ms,
+                                                agent_sla_ms=c.sla_ms, agent_selection_policy=c.policy),
+                  lambda: self.model.put_queue(q, c))
+
+    @precondition(lambda self: self.model and len(self.model.cfg.mrds) < len(MRDS))
+    @rule(n=st.integers(0, 9))
+    def mrd_made_again(self, n: int) -> None:
+        gone = sorted(set(MRDS) - set(self.model.cfg.mrds))
+        m = gone[n % len(gone)]
+        c = self.original.mrds[m]
+        self.step("mrd made again",
+                  lambda: self.engine.put_mrd(m, max_requests=c.max_requests, auto_join=c.auto_join,
+                                              wrap_up_enabled=c.wrap_up, wrap_up_timeout_ms=c.wrap_up_ms),
+                  lambda: self.model.put_mrd(m, c))
+
     @rule(n=st.integers(1, 4))
     def time_passes(self, n: int) -> None:
         self.run(self.engine.advance_clock(1))
@@ -493,12 +545,23 @@ class EngineMatchesModel(RuleBasedStateMachine):
                                                    model.listed(model.conversation(conv))], conv
             tasks.update((t.id, t) for t in got)
         check_times(model, tasks)
-        for a in AGENTS:
+        for a in (*AGENTS, "a4"):
+            if a not in model.agents:
+                with pytest.raises(NotFound):
+                    await engine.get_agent(a)
+                continue
             assert agent_view(await engine.get_agent(a)) == model.agent_view(a)
             assert [t.id for t in await engine.agent_tasks(a)] == [
                 t.id for t in model.listed(model.live_tasks(a))], f"tasks of {a}"
+        assert [a.id for a in (await engine.list_agents()).items] == sorted(model.agents)
+        assert [q.id for q in (await engine.list_queues()).items] == sorted(model.cfg.queues)
+        assert [m.id for m in (await engine.list_mrds()).items] == sorted(model.cfg.mrds)
         wall_ms = (time.monotonic() - self.started) * 1000
         for q in QUEUES:
+            if q not in model.cfg.queues:
+                with pytest.raises(NotFound):
+                    await engine.get_queue(q)
+                continue
             got = await engine.get_queue(q)
             assert {"waiting": got.waiting, "agents": got.agents} == model.queue_view(q), q
             waiting = model.queued(q)

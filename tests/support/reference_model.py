@@ -173,7 +173,8 @@ class MAgent:
 
 class Model:
     def __init__(self, config: Config) -> None:
-        self.cfg = config
+        # Configuration changes (deletions, agents put again): a copy.
+        self.cfg = Config(dict(config.mrds), dict(config.queues), dict(config.agents))
         self.now = 0
         self.seq = 0
         self.tasks: dict[str, MTask] = {}
@@ -460,6 +461,12 @@ class Model:
         nt.pref_off = t.pref_off or (t.pref is not None and t.pref == t.assigned)
         self._route_task(nt)
 
+    def _queue_sla(self, queue: str | None) -> int:
+        """The agentSlaMs of a task's queue, for a named-agent task made from
+        it; the default when it has none or it was deleted since."""
+        q = self.cfg.queues.get(queue) if queue else None
+        return q.sla_ms if q else DEFAULT_SLA_MS
+
     def _offer_named(self, t: MTask, agent: str) -> None:
         if self.available(agent, t.mrd):
             self._reserve(t, t.media[0], agent)
@@ -694,7 +701,7 @@ class Model:
                                 session=session, metadata=meta, ttl_ms=q.ttl_ms, exclude=from_agent)
             self._route_task(nt)
         else:
-            sla = sla_ms or (self.cfg.queues[old.queue].sla_ms if old.queue else DEFAULT_SLA_MS)
+            sla = sla_ms or self._queue_sla(old.queue)
             nt = self._new_task(conv=conv, direction="DIRECT_TRANSFER", mode="AGENT", queue=None,
                                 mrd=old.mrd, priority=old.priority, media_state="QUEUED",
                                 session=session, metadata=meta, ttl_ms=sla, sla_ms=sla)
@@ -720,7 +727,7 @@ class Model:
         if any(t.conv == conv for t in self.live_tasks(agent)):
             refuse(InvalidTransition, "the agent already holds the conversation")
         host_queue = host.queue if host else None
-        sla = sla_ms or (self.cfg.queues[host_queue].sla_ms if host_queue else DEFAULT_SLA_MS)
+        sla = sla_ms or self._queue_sla(host_queue)
         t = self._new_task(conv=conv, direction="DIRECT_CONFERENCE", mode="AGENT", queue=None,
                            mrd=mrd, priority=host.priority if host else 1, media_state="QUEUED",
                            session=session or {}, metadata=metadata or {}, ttl_ms=sla, sla_ms=sla)
@@ -761,6 +768,69 @@ class Model:
             for m in sorted(self.cfg.mrds):
                 self._route_agent(agent, m)
         return a
+
+    # Configuration: put again and deleted
+
+    def put_agent(self, agent: str, queues: list[str], overrides: dict[str, int]) -> MAgent:
+        """A new agent starts LOGOUT; an existing one keeps its states and
+        tasks, and takes waiting work its new queues or capacity allow."""
+        unknown = [q for q in queues if q not in self.cfg.queues]
+        if unknown:
+            refuse(NotFound, f"queue {unknown[0]}")
+        qs = tuple(dict.fromkeys(queues))
+        a = self.agents.get(agent)
+        if a is None:
+            a = self.agents[agent] = MAgent(agent, qs, dict(overrides),
+                                            mrds={m: MMrdState() for m in self.cfg.mrds})
+        a.queues, a.overrides = qs, dict(overrides)
+        for m in sorted(self.cfg.mrds):
+            self._route_agent(agent, m)
+        return a
+
+    def put_mrd(self, mrd: str, conf: MrdConf) -> None:
+        """Only an MRD that does not exist (one deleted, made again)."""
+        assert mrd not in self.cfg.mrds
+        self.cfg.mrds[mrd] = conf
+        for a in self.agents.values():
+            a.mrds[mrd] = MMrdState()
+
+    def put_queue(self, queue: str, conf: QueueConf) -> None:
+        """Only a queue that does not exist (one deleted, made again): no
+        agent lists it yet, so nothing routes."""
+        assert queue not in self.cfg.queues
+        if conf.mrd not in self.cfg.mrds:
+            refuse(NotFound, f"mrd {conf.mrd}")
+        self.cfg.queues[queue] = conf
+
+    def delete_agent(self, agent: str) -> None:
+        self._agent(agent)
+        if self.live_tasks(agent):
+            refuse(InvalidTransition, f"agent {agent} holds tasks")
+        del self.agents[agent]
+
+    def delete_queue(self, queue: str) -> None:
+        if queue not in self.cfg.queues:
+            refuse(NotFound, f"queue {queue}")
+        if any(queue in a.queues for a in self.agents.values()):
+            refuse(InvalidTransition, f"agents list queue {queue}")
+        if self.waiting(queue) or any(t.live and t.queue == queue and t.media_in("RESERVED")
+                                      for t in self.tasks.values()):
+            refuse(InvalidTransition, f"queue {queue} has waiting or reserved tasks")
+        del self.cfg.queues[queue]
+
+    def delete_mrd(self, mrd: str) -> None:
+        """Every agent loses its state on the MRD; a logged-in one is READY
+        while another MRD is."""
+        if mrd not in self.cfg.mrds:
+            refuse(NotFound, f"mrd {mrd}")
+        if any(q.mrd == mrd for q in self.cfg.queues.values()):
+            refuse(InvalidTransition, f"queues use mrd {mrd}")
+        if any(self.held(a, mrd) for a in self.agents):
+            refuse(InvalidTransition, f"agents hold tasks on mrd {mrd}")
+        del self.cfg.mrds[mrd]
+        for a in sorted(self.agents):
+            del self.agents[a].mrds[mrd]
+            self._follow_mrds(a, None)
 
     def pass_time(self, ms: int) -> int:
         """Time passes; the deadlines due fire in deadline order. Returns how
