@@ -110,3 +110,22 @@ def test_replay_exits_2_when_retention_trimmed_the_stream(
     on_redis(redis_server.url, trim)
     assert events_cli(redis_server.url, "replay") == 2
     assert "cannot rebuild the state from the stream" in capsys.readouterr().err
+
+
+def test_tail_prints_deletions(redis_server, capsys: pytest.CaptureFixture[str]) -> None:
+    async def deletions(engine: Engine) -> None:
+        await engine.redis.flushall()
+        await setup_center(engine, agents=("a1",))
+        await engine.put_mrd("voice")
+        await engine.delete_agent("a1")
+        await engine.delete_queue("sales")
+        await engine.delete_mrd("voice")
+
+    on_redis(redis_server.url, deletions)
+    assert events_cli(redis_server.url, "tail", "--from", "0", "--count", "3",
+                      "--type", "AGENT_DELETED", "--type", "QUEUE_DELETED",
+                      "--type", "MRD_DELETED") == 0
+    lines = [line.split()[2:] for line in capsys.readouterr().out.splitlines()]
+    assert lines == [["AGENT_DELETED", "agent", "a1", "deleted"],
+                     ["QUEUE_DELETED", "queue", "sales", "deleted"],
+                     ["MRD_DELETED", "mrd", "voice", "deleted"]]

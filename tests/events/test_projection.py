@@ -129,3 +129,32 @@ async def test_a_stream_that_retention_trimmed_cannot_be_replayed(engine: Engine
     with pytest.raises(StreamGap) as gap:
         await replay(small)
     assert gap.value.missed and gap.value.missed > 0
+
+
+async def test_a_deleted_agent_leaves_the_projection_and_an_older_event_does_not_bring_it_back(
+    engine: Engine,
+) -> None:
+    await setup_center(engine, agents=("a1", "a2"), ready=True)
+    await engine.delete_agent("a1")
+    events = await engine.events()
+    projection = Projection()
+    for e in events:
+        projection.apply(e)
+
+    assert sorted(projection.agents) == ["a2"]
+    assert await compare(projection, engine) == []
+    older = next(e for e in events if e.agent and e.agent["id"] == "a1")
+    assert projection.apply(older) is False and "a1" not in projection.agents
+
+
+async def test_deletion_events_pass_the_sse_filters_of_what_they_name(engine: Engine) -> None:
+    await setup_center(engine, agents=("a1",), queues=("sales", "billing"))
+    await engine.put_agent("a1", queues=["sales"])
+    await engine.delete_agent("a1")
+    await engine.delete_queue("billing")
+    deleted = {e.type.value: e for e in await engine.events() if e.type.value.endswith("_DELETED")}
+
+    assert deleted["AGENT_DELETED"].matches(agent_id="a1")
+    assert not deleted["AGENT_DELETED"].matches(agent_id="a2")
+    assert deleted["QUEUE_DELETED"].matches(queue_id="billing")
+    assert not deleted["QUEUE_DELETED"].matches(queue_id="sales")
