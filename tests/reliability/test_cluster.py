@@ -130,7 +130,7 @@ local redis = (function(real)
   local first_key = {}
   for _, c in ipairs({'GET', 'SET', 'INCR', 'INCRBY', 'HGET', 'HSET', 'HDEL', 'HGETALL', 'HMGET', 'HEXISTS',
       'HINCRBY', 'SADD', 'SREM', 'SMEMBERS', 'SISMEMBER', 'SCARD', 'ZADD', 'ZREM', 'ZRANGE',
-      'ZRANGEBYSCORE', 'ZREVRANGE', 'ZSCORE', 'ZCARD', 'ZCOUNT', 'ZINCRBY', 'PEXPIRE', 'EXPIRE',
+      'ZRANGEBYSCORE', 'ZRANGEBYLEX', 'ZREVRANGE', 'ZSCORE', 'ZCARD', 'ZCOUNT', 'ZINCRBY', 'PEXPIRE', 'EXPIRE',
       'PERSIST', 'PTTL', 'TTL', 'XADD', 'XLEN', 'XRANGE', 'XREVRANGE', 'XTRIM', 'TYPE'}) do
     first_key[c] = true
   end
@@ -314,6 +314,17 @@ async def scenario(api: Any) -> dict[str, int]:
     assert [t.id for t in await api.agent_tasks("a1")] == [qconf.id]
     q = await api.get_queue("later")
     assert q.waiting == 0
+
+    # Lists, and deletion of what no longer holds anything
+    first = await api.list_agents(limit=2)
+    assert [a.id for a in first.items] == ["a1", "a2"]
+    assert [a.id for a in (await api.list_agents(cursor=first.next)).items] == ["a3", "a4", "m1"]
+    assert [x.id for x in (await api.list_queues()).items] == ["later", "mail", "sales", "slow"]
+    await api.put_agent("m1", queues=[])
+    await api.delete_queue("mail")
+    await api.delete_agent("m1")
+    await api.delete_mrd("email")
+    assert [m.id for m in (await api.list_mrds()).items] == ["chat"]
     return {"rona": 1, "ttl": 1, "wrap": 1}
 
 
