@@ -5,17 +5,25 @@
     KEYS[1]  tenant prefix
     ARGV[3]  agentId
   Output: 1; NOT_FOUND for an unknown agent; INVALID_TRANSITION naming the
-          live tasks it holds (reserved, active or in WRAP_UP)
+          live tasks it holds (reserved, active or in WRAP_UP), else the
+          tasks that wait for it as their preferred agent
   Events: AGENT_STATE_CHANGED with the agent LOGOUT (when it was logged
           in), then AGENT_DELETED {"agentId"}
 ]]
---- @include "includes/agent"
+--- @include "includes/routing"
 return run(function()
   local a = agent_must(A[1])
   local tids = redis.call('SMEMBERS', key('agent', a.id, 'tasks'))
   if #tids > 0 then
     table.sort(tids)
     fail('INVALID_TRANSITION', 'agent ' .. a.id .. ' holds tasks ' .. id_list(tids))
+  end
+  local waiting = redis.call('ZRANGE', key('agent', a.id, 'pref'), '0', '-1')
+  if #waiting > 0 then
+    for i, member in ipairs(waiting) do waiting[i] = member_task_id(member) end
+    table.sort(waiting)
+    fail('INVALID_TRANSITION', 'agent ' .. a.id .. ' is the preferred agent of waiting tasks ' ..
+      id_list(waiting))
   end
   if a.f.st ~= 'LOGOUT' then
     agent_set(a, 'st', 'LOGOUT')
@@ -27,7 +35,7 @@ return run(function()
   -- Out of every index, even one of a queue it no longer lists.
   for _, qid in ipairs(redis.call('SMEMBERS', key('queues'))) do
     redis.call('SREM', key('q', qid, 'members'), a.id)
-    redis.call('ZREM', key('q', qid, 'avail'), a.id)
+    agent_leave_queue(a, qid)
   end
   agent_drop(a)
   emit('AGENT_DELETED', '{"agentId":' .. jid(a.id) .. '}')

@@ -21,7 +21,8 @@ return run(function()
     table.sort(members)
     fail('INVALID_TRANSITION', 'queue ' .. id .. ' is listed by agents ' .. id_list(members))
   end
-  local waiting = redis.call('ZCARD', key('q', id, 'waiting'))
+  -- (:age holds every waiting task, those waiting for a preferred agent too)
+  local waiting = redis.call('ZCARD', key('q', id, 'age'))
   if waiting > 0 then
     fail('INVALID_TRANSITION', 'queue ' .. id .. ' has ' .. istr(waiting) .. ' waiting tasks')
   end
@@ -39,8 +40,13 @@ return run(function()
     table.sort(reserved)
     fail('INVALID_TRANSITION', 'queue ' .. id .. ' has reserved tasks ' .. id_list(reserved))
   end
-  redis.call('DEL', key('queue', id), key('q', id, 'members'), key('q', id, 'avail'),
-    key('q', id, 'waiting'), key('q', id, 'age'))
+  local gone = {key('queue', id), key('q', id, 'members'), key('q', id, 'avail'),
+    key('q', id, 'waiting'), key('q', id, 'age'), key('q', id, 'pref')}
+  for k = 1, 10 do
+    gone[#gone + 1] = key('q', id, 'avail:' .. k)
+    gone[#gone + 1] = key('q', id, 'waiting:' .. k)
+  end
+  redis.call('DEL', unpack(gone))
   config_remove('queues', id)
   QUEUE_CACHE[id] = nil
   emit('QUEUE_DELETED', '{"queueId":' .. jid(id) .. '}')

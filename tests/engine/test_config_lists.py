@@ -340,6 +340,29 @@ async def test_an_agent_in_wrap_up_cannot_be_deleted(engine: Engine):
         await engine.delete_agent("a1")
 
 
+async def test_an_agent_tasks_wait_for_as_their_preferred_agent_cannot_be_deleted(engine: Engine):
+    await setup_center(engine, agents=("a1", "a2"))
+    task = await engine.push_task("c1", "sales", preferred_agent_id="a2",
+                                  preferred_agent_timeout_ms=10_000)
+
+    with pytest.raises(InvalidTransition, match=f"preferred agent of waiting tasks {task.id}"):
+        await engine.delete_agent("a2")
+
+    assert (await engine.get_agent("a2")).id == "a2"
+
+
+async def test_a_queue_whose_only_waiting_task_waits_for_its_preferred_agent_cannot_be_deleted(
+    engine: Engine,
+):
+    await setup_center(engine, agents=("a1",))
+    await engine.put_agent("a2")
+    await engine.push_task("c1", "sales", preferred_agent_id="a2", preferred_agent_timeout_ms=10_000)
+    await engine.put_agent("a1", queues=[])
+
+    with pytest.raises(InvalidTransition, match="has 1 waiting tasks"):
+        await engine.delete_queue("sales")
+
+
 async def test_deleting_an_unknown_agent_is_not_found(engine: Engine):
     with pytest.raises(NotFound):
         await engine.delete_agent("nope")

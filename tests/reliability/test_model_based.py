@@ -300,18 +300,20 @@ class EngineMatchesModel(RuleBasedStateMachine):
           attrs=attributes)
     def change_agent(self, agent: str, queues: set[str], attrs: dict[str, Any]) -> None:
         qs = tuple(sorted(queues))
-        over = self.model.agents[agent].overrides
+        over = self.model.agents[agent].overrides if agent in self.model.agents else {}
         res = self.step("put_agent",
                         lambda: self.engine.put_agent(agent, queues=list(qs), attributes=attrs,
                                                       max_requests=dict(over)),
-                        lambda: self.model.put_agent(agent, qs, attrs))
+                        lambda: self.model.put_agent(agent, qs, attrs, dict(over)))
         if res:
             assert agent_view(res[0]) == self.model.agent_view(agent)
 
     @rule(queue=st.sampled_from(sorted(QUEUES)), policy=st.sampled_from(POLICIES),
           steps=queue_steps(), keep_steps=st.booleans())
     def change_queue(self, queue: str, policy: str, steps: Any, keep_steps: bool) -> None:
-        old = self.model.cfg.queues[queue]
+        old = self.model.cfg.queues.get(queue)
+        if old is None:
+            return  # deleted: queue_made_again makes it again
         conf = replace(old, policy=policy, steps=old.steps if keep_steps else steps)
         self.step("put_queue", lambda: self.engine.put_queue(queue, **queue_args(conf)),
                   lambda: self.model.put_queue(queue, conf))
@@ -478,7 +480,7 @@ class EngineMatchesModel(RuleBasedStateMachine):
     def put_agent(self, agent: str, queues: list[str], over: dict[str, int]) -> None:
         res = self.step("put_agent",
                         lambda: self.engine.put_agent(agent, queues=queues, max_requests=over),
-                        lambda: self.model.put_agent(agent, queues, over))
+                        lambda: self.model.put_agent(agent, queues, {}, over))
         if res:
             assert agent_view(res[0]) == self.model.agent_view(agent)
 
@@ -504,8 +506,7 @@ class EngineMatchesModel(RuleBasedStateMachine):
         q = gone[n % len(gone)]
         c = self.original.queues[q]
         self.step("queue made again",
-                  lambda: self.engine.put_queue(q, mrd_id=c.mrd, agent_request_ttl_ms=c.ttl_ms,
-                                                agent_sla_ms=c.sla_ms, agent_selection_policy=c.policy),
+                  lambda: self.engine.put_queue(q, **queue_args(c)),
                   lambda: self.model.put_queue(q, c))
 
     @precondition(lambda self: self.model and len(self.model.cfg.mrds) < len(MRDS))

@@ -542,18 +542,15 @@ class Model:
                 return t.assigned
         return None
 
-    def put_agent(self, agent: str, queues: tuple[str, ...], attributes: dict[str, Any]) -> MAgent:
-        """An existing agent's queues and attributes change: it takes what it now may."""
-        a = self._agent(agent)
-        a.queues, a.attributes = queues, dict(attributes)
-        for m in sorted(self.cfg.mrds):
-            self._route_agent(agent, m)
-        return a
-
     def put_queue(self, queue: str, conf: QueueConf) -> None:
-        """A queue's policy, steps or routeToLastAgent change (same MRD)."""
-        old = self.cfg.queues[queue]
+        """A new queue (no agent lists it yet, so nothing routes), or a
+        queue's policy, steps or routeToLastAgent changed (same MRD)."""
+        if conf.mrd not in self.cfg.mrds:
+            refuse(NotFound, f"mrd {conf.mrd}")
+        old = self.cfg.queues.get(queue)
         self.cfg.queues[queue] = conf
+        if old is None:
+            return
         if old.policy == conf.policy and old.steps == conf.steps:
             return
         if old.steps != conf.steps:
@@ -771,9 +768,11 @@ class Model:
 
     # Configuration: put again and deleted
 
-    def put_agent(self, agent: str, queues: list[str], overrides: dict[str, int]) -> MAgent:
-        """A new agent starts LOGOUT; an existing one keeps its states and
-        tasks, and takes waiting work its new queues or capacity allow."""
+    def put_agent(self, agent: str, queues: list[str] | tuple[str, ...],
+                  attributes: dict[str, Any], overrides: dict[str, int]) -> MAgent:
+        """Creates an agent (LOGOUT) or replaces its queues, attributes and
+        overrides (keeping its states and tasks); it takes what it now may.
+        A queue that does not exist is refused."""
         unknown = [q for q in queues if q not in self.cfg.queues]
         if unknown:
             refuse(NotFound, f"queue {unknown[0]}")
@@ -782,7 +781,7 @@ class Model:
         if a is None:
             a = self.agents[agent] = MAgent(agent, qs, dict(overrides),
                                             mrds={m: MMrdState() for m in self.cfg.mrds})
-        a.queues, a.overrides = qs, dict(overrides)
+        a.queues, a.attributes, a.overrides = qs, dict(attributes), dict(overrides)
         for m in sorted(self.cfg.mrds):
             self._route_agent(agent, m)
         return a
@@ -793,14 +792,6 @@ class Model:
         self.cfg.mrds[mrd] = conf
         for a in self.agents.values():
             a.mrds[mrd] = MMrdState()
-
-    def put_queue(self, queue: str, conf: QueueConf) -> None:
-        """Only a queue that does not exist (one deleted, made again): no
-        agent lists it yet, so nothing routes."""
-        assert queue not in self.cfg.queues
-        if conf.mrd not in self.cfg.mrds:
-            refuse(NotFound, f"mrd {conf.mrd}")
-        self.cfg.queues[queue] = conf
 
     def delete_agent(self, agent: str) -> None:
         self._agent(agent)

@@ -439,6 +439,9 @@ async def check_webhooks(engine: Engine, rep: Report) -> None:
         rep.add(f"due index lists webhook {wid}, which does not exist")
 
 
+_MRD_FIELDS = {"st", "rc", "n", "sh", "t", "la", "ov"}  # an agent's <mrd>|<field> (agent.lua)
+
+
 async def check_config(engine: Engine, s: Snapshot, rep: Report) -> None:
     """9. configuration refers only to what exists."""
     r, k = engine.redis, engine.keys
@@ -470,7 +473,8 @@ async def check_config(engine: Engine, s: Snapshot, rep: Report) -> None:
                 listing[q].add(a)
             else:
                 rep.add(f"agent {a} lists queue {q}, which does not exist")
-        gone = sorted({f.split("|")[0] for f in h if "|" in f} - set(mrds))
+        gone = sorted({f.partition("|")[0] for f in h
+                       if "|" in f and f.partition("|")[2] in _MRD_FIELDS} - set(mrds))
         if gone:
             rep.add(f"agent {a} has state on mrds {gone}, which do not exist")
     for q, expected in sorted(listing.items()):
