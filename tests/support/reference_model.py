@@ -797,6 +797,8 @@ class Model:
         self._agent(agent)
         if self.live_tasks(agent):
             refuse(InvalidTransition, f"agent {agent} holds tasks")
+        if any(t.parked == "p" and t.pref == agent for t in self.tasks.values()):
+            refuse(InvalidTransition, f"tasks wait for agent {agent} as their preferred agent")
         del self.agents[agent]
 
     def delete_queue(self, queue: str) -> None:
@@ -804,7 +806,7 @@ class Model:
             refuse(NotFound, f"queue {queue}")
         if any(queue in a.queues for a in self.agents.values()):
             refuse(InvalidTransition, f"agents list queue {queue}")
-        if self.waiting(queue) or any(t.live and t.queue == queue and t.media_in("RESERVED")
+        if self.queued(queue) or any(t.live and t.queue == queue and t.media_in("RESERVED")
                                       for t in self.tasks.values()):
             refuse(InvalidTransition, f"queue {queue} has waiting or reserved tasks")
         del self.cfg.queues[queue]
