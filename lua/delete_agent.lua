@@ -29,7 +29,7 @@ return run(function()
     agent_set(a, 'st', 'LOGOUT')
     agent_set(a, 'rc', '')
     agent_set(a, 't', now_ms())
-    for _, m in ipairs(mrd_ids()) do mrd_set_base(a, m, 'LOGOUT', nil) end
+    for _, m in ipairs(mrd_ids()) do agent_mrd_set_base(a, m, 'LOGOUT', nil) end
     emit_agent(a)
   end
   -- Out of every index, even one of a queue it no longer lists.

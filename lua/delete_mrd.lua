@@ -14,7 +14,7 @@
 --- @include "includes/agent"
 return run(function()
   local id = A[1]
-  if not mrd_get(id) then fail('NOT_FOUND', 'mrd ' .. id .. ' does not exist') end
+  mrd_must(id)
   local users = {}
   for _, qid in ipairs(redis.call('SMEMBERS', key('queues'))) do
     local q = queue_get(qid)
@@ -31,7 +31,7 @@ return run(function()
     local a = agent_get(aid)
     if a then
       agents[#agents + 1] = a
-      if mrd_count(a, id) > 0 then holders[#holders + 1] = aid end
+      if agent_mrd_count(a, id) > 0 then holders[#holders + 1] = aid end
     end
   end
   if #holders > 0 then
@@ -42,7 +42,7 @@ return run(function()
   MRD_CACHE[id] = nil
   MRD_IDS = nil
   for _, a in ipairs(agents) do
-    mrd_forget(a, id)
+    agent_mrd_forget(a, id)
     agent_follow_mrds(a, nil)
     emit_agent(a)
   end

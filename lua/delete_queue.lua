@@ -15,7 +15,7 @@
 --- @include "includes/task"
 return run(function()
   local id = A[1]
-  if not queue_get(id) then fail('NOT_FOUND', 'queue ' .. id .. ' does not exist') end
+  queue_must(id)
   local members = redis.call('SMEMBERS', key('q', id, 'members'))
   if #members > 0 then
     table.sort(members)

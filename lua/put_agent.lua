@@ -21,7 +21,7 @@
 return run(function()
   local id = A[1]
   for _, qid in ipairs(cjson.decode(A[2])) do
-    if not queue_get(qid) then fail('NOT_FOUND', 'queue ' .. qid .. ' does not exist') end
+    queue_must(qid)
   end
   local k = key('agent', id)
   local a = agent_get(id)

@@ -300,10 +300,10 @@ local function emit_agent(a)
 end
 
 -- An MRD deleted: the agent's fields for it go (delete_mrd).
-local MRD_FIELDS = {'st', 'rc', 'n', 'sh', 't', 'la', 'ov'}
-local function mrd_forget(a, mrd)
+local AGENT_MRD_FIELDS = {'st', 'rc', 'n', 'sh', 't', 'la', 'ov'}
+local function agent_mrd_forget(a, mrd)
   local fields = {}
-  for i, f in ipairs(MRD_FIELDS) do
+  for i, f in ipairs(AGENT_MRD_FIELDS) do
     fields[i] = mrd .. '|' .. f
     a.f[fields[i]] = nil
     a.dirty[fields[i]] = nil
@@ -333,7 +333,7 @@ local function queue_stats(q)
   for _, aid in ipairs(redis.call('SMEMBERS', key('q', q.id, 'members'))) do
     local a = agent_get(aid)
     if a then
-      local st = mrd_display(a, q.mrdId)
+      local st = agent_mrd_display(a, q.mrdId)
       if not counts[st] then
         counts[st] = 0
         names[#names + 1] = st

@@ -16,7 +16,8 @@ import msgpack
 from . import limits
 from .errors import BY_CODE, RedrouteError
 from .events.model import Event, decode_entry
-from .model import LIST_LIMIT_DEFAULT, Agent, Mrd, Page, Queue, RoutingExplanation, Step, Task
+from .limits import DEFAULT_PAGE_LIMIT
+from .model import Agent, Mrd, Page, Queue, RoutingExplanation, Step, Task
 from .webhooks.model import Delivery, Webhook
 
 MSGPACK = "application/msgpack"
@@ -174,15 +175,15 @@ class Client:
 
     # Lists (pages in id order: pass `next` as cursor) and deletion
 
-    async def list_mrds(self, limit: int = LIST_LIMIT_DEFAULT,
+    async def list_mrds(self, limit: int = DEFAULT_PAGE_LIMIT,
                         cursor: str | None = None) -> Page[Mrd]:
         return await self._list("mrds", Mrd.from_dict, limit, cursor)
 
-    async def list_queues(self, limit: int = LIST_LIMIT_DEFAULT,
+    async def list_queues(self, limit: int = DEFAULT_PAGE_LIMIT,
                           cursor: str | None = None) -> Page[Queue]:
         return await self._list("queues", Queue.from_dict, limit, cursor)
 
-    async def list_agents(self, limit: int = LIST_LIMIT_DEFAULT,
+    async def list_agents(self, limit: int = DEFAULT_PAGE_LIMIT,
                           cursor: str | None = None) -> Page[Agent]:
         return await self._list("agents", Agent.from_dict, limit, cursor)
 

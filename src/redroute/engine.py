@@ -23,12 +23,14 @@ from .limits import (
     DEFAULT_AGENT_SLA_MS,
     DEFAULT_EVENTS_MAXLEN,
     DEFAULT_MAX_REQUESTS,
+    DEFAULT_PAGE_LIMIT,
     DEFAULT_PRIORITY,
     DEFAULT_RETENTION_MS,
     DEFAULT_SERVICE_LEVEL_THRESHOLD_MS,
     DEFAULT_WRAP_UP_TIMEOUT_MS,
     MAX_AGENT_QUEUES,
     MAX_REQUESTS,
+    PAGE_LIMIT,
     PREFERRED_AGENT_TIMEOUT_MS,
     ROUTE_TO_LAST_AGENT_MS,
     SERVICE_LEVEL_THRESHOLD_MS,
@@ -36,8 +38,6 @@ from .limits import (
     WRAP_UP_TIMEOUT_MS,
 )
 from .model import (
-    LIST_LIMIT_DEFAULT,
-    LIST_LIMIT_MAX,
     Agent,
     AgentState,
     Direction,
@@ -59,7 +59,6 @@ from .webhooks.model import (
     GROUP,
     Delivery,
     DeliverySettings,
-    Page,
     Webhook,
     delivery_page,
     webhook_page,
@@ -229,20 +228,20 @@ class Engine:
     # Lists and deletion. A list is a page in id order (byte-wise); pass
     # its `next` as cursor for the following page.
 
-    async def list_mrds(self, limit: int = LIST_LIMIT_DEFAULT, cursor: str | None = None) -> Page[Mrd]:
+    async def list_mrds(self, limit: int = DEFAULT_PAGE_LIMIT, cursor: str | None = None) -> Page[Mrd]:
         return await self._list("mrds", Mrd.from_dict, limit, cursor)
 
-    async def list_queues(self, limit: int = LIST_LIMIT_DEFAULT,
+    async def list_queues(self, limit: int = DEFAULT_PAGE_LIMIT,
                           cursor: str | None = None) -> Page[Queue]:
         """Each queue with its live statistics, as get_queue returns it."""
         return await self._list("queues", Queue.from_dict, limit, cursor)
 
-    async def list_agents(self, limit: int = LIST_LIMIT_DEFAULT,
+    async def list_agents(self, limit: int = DEFAULT_PAGE_LIMIT,
                           cursor: str | None = None) -> Page[Agent]:
         return await self._list("agents", Agent.from_dict, limit, cursor)
 
     async def _list(self, kind: str, decode: Any, limit: int, cursor: str | None) -> Page[Any]:
-        v.check_int("limit", limit, 1, LIST_LIMIT_MAX)
+        v.check_int("limit", limit, *PAGE_LIMIT)
         after = ""
         if cursor is not None:
             after = cursor_after(cursor) or ""

@@ -37,5 +37,6 @@ DEFAULT_AGENT_SLA_MS = 30_000
 DEFAULT_SERVICE_LEVEL_THRESHOLD_MS = 20_000
 DEFAULT_PRIORITY = 1
 DEFAULT_PREFERRED_AGENT_TIMEOUT_MS = 30_000
+DEFAULT_PAGE_LIMIT = 100  # ?limit= of a list when absent
 DEFAULT_EVENTS_MAXLEN = 1_000_000  # approximate MAXLEN of each tenant's event stream
 DEFAULT_RETENTION_MS = DAY_MS  # closed tasks stay readable this long

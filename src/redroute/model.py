@@ -425,8 +425,6 @@ class Task:
 
 
 # Lists of configuration (MRDs, queues, agents): pages in id order.
-LIST_LIMIT_DEFAULT = 100
-LIST_LIMIT_MAX = 1000
 CURSOR_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,172}$")  # base64url of an id, unpadded
 
 T = TypeVar("T")

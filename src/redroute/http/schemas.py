@@ -29,12 +29,14 @@ from ..limits import (
     DEFAULT_AGENT_REQUEST_TTL_MS,
     DEFAULT_AGENT_SLA_MS,
     DEFAULT_MAX_REQUESTS,
+    DEFAULT_PAGE_LIMIT,
     DEFAULT_PREFERRED_AGENT_TIMEOUT_MS,
     DEFAULT_PRIORITY,
     DEFAULT_SERVICE_LEVEL_THRESHOLD_MS,
     DEFAULT_WRAP_UP_TIMEOUT_MS,
     MAX_AGENT_QUEUES,
     MAX_REQUESTS,
+    PAGE_LIMIT,
     PREFERRED_AGENT_TIMEOUT_MS,
     PRIORITY,
     ROUTE_TO_LAST_AGENT_MS,
@@ -45,8 +47,6 @@ from ..limits import (
 from ..model import (
     CURSOR_PATTERN,
     ID_PATTERN,
-    LIST_LIMIT_DEFAULT,
-    LIST_LIMIT_MAX,
     REASON_PATTERN,
     TENANT_PATTERN,
     AgentState,
@@ -358,7 +358,7 @@ class Queue(BaseModel):
 class ListQuery(Body):
     """The query of a configuration list (GET /v1/mrds, /v1/queues, /v1/agents)."""
 
-    limit: int = Field(LIST_LIMIT_DEFAULT, ge=1, le=LIST_LIMIT_MAX,
+    limit: int = Field(DEFAULT_PAGE_LIMIT, ge=PAGE_LIMIT[0], le=PAGE_LIMIT[1],
                        description="the most items on the page")
     cursor: str | None = Field(None, pattern=CURSOR_PATTERN.pattern, max_length=172,
                                description="the `next` of the previous page")

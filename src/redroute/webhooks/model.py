@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from ..model import Page
+
 DAY_MS = 24 * 3600 * 1000
 GROUP = "webhooks"  # the consumer group of every dispatcher, on each tenant's stream
 
@@ -75,18 +77,12 @@ class Delivery:
                 "lastStatus": self.last_status, "lastError": self.last_error}
 
 
-@dataclass(frozen=True, slots=True)
-class Page:
-    items: list[Any]
-    next: str | None
-
-
-def webhook_page(raw: str) -> Page:
+def webhook_page(raw: str) -> Page[Webhook]:
     d = json.loads(raw)
     return Page([Webhook.from_dict(w) for w in d["webhooks"]], d["next"])
 
 
-def delivery_page(raw: str) -> Page:
+def delivery_page(raw: str) -> Page[Delivery]:
     d = json.loads(raw)
     return Page([Delivery.from_dict(x) for x in d["deliveries"]], d["next"])
 
