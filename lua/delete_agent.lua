@@ -3,7 +3,7 @@
 
   Input:
     KEYS[1]  tenant prefix
-    ARGV[3]  agentId
+    A[1]     agentId
   Output: 1; NOT_FOUND for an unknown agent; INVALID_TRANSITION naming the
           live tasks it holds (reserved, active or in WRAP_UP), else the
           tasks that wait for it as their preferred agent

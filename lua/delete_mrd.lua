@@ -3,7 +3,7 @@
 
   Input:
     KEYS[1]  tenant prefix
-    ARGV[3]  mrdId
+    A[1]     mrdId
   Output: 1; NOT_FOUND for an unknown MRD; INVALID_TRANSITION naming the
           queues that use it, else the agents that hold tasks on it (open
           medias or WRAP_UP)

@@ -4,7 +4,7 @@
 
   Input:
     KEYS[1]  tenant prefix
-    ARGV[3]  queueId
+    A[1]     queueId
   Output: 1; NOT_FOUND for an unknown queue; INVALID_TRANSITION naming the
           agents that list it, else its waiting tasks' count, else its
           reserved tasks. Its ACTIVE and WRAP_UP tasks stay with their

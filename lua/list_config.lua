@@ -5,9 +5,9 @@
 
   Input:
     KEYS[1]  tenant prefix
-    ARGV[3]  kind: 'mrds', 'queues' or 'agents'
-    ARGV[4]  limit (1..1000)
-    ARGV[5]  after: the last id of the previous page, or '' for the first
+    A[1]     kind: 'mrds', 'queues' or 'agents'
+    A[2]     limit (1..1000)
+    A[3]     after: the last id of the previous page, or '' for the first
   Output: {"<kind>": [...], "next": <the page's last id, or null when no
           id follows it>}
   Events: none (the first list of config written before the id index
