@@ -5,8 +5,10 @@
     KEYS[1]  tenant prefix
     A[1]     mrdId
   Output: 1; NOT_FOUND for an unknown MRD; INVALID_TRANSITION naming the
-          queues that use it, else the agents that hold tasks on it (open
-          medias or WRAP_UP)
+          queues that use it, else the MRDs whose blocks name it, else the
+          agents that hold tasks on it (open medias or WRAP_UP)
+  Rules:
+    The MRDs its own blocks name forget it (their blockers).
   Events: AGENT_STATE_CHANGED for every agent (the MRD leaves its
           mrdStates; its global state follows the MRDs left), then
           MRD_DELETED {"mrdId"}
@@ -24,6 +26,10 @@ return run(function()
     table.sort(users)
     fail('INVALID_TRANSITION', 'mrd ' .. id .. ' is used by queues ' .. id_list(users))
   end
+  local m = mrd_get(id)
+  if m.blockers then
+    fail('INVALID_TRANSITION', 'mrd ' .. id .. ' is blocked by mrds ' .. id_list(m.blockers))
+  end
   local aids = redis.call('SMEMBERS', key('agents'))
   table.sort(aids)
   local holders, agents = {}, {}
@@ -37,6 +43,7 @@ return run(function()
   if #holders > 0 then
     fail('INVALID_TRANSITION', 'mrd ' .. id .. ' has open tasks of agents ' .. id_list(holders))
   end
+  for _, x in ipairs(m.blocks or {}) do mrd_blockers_edit(x, id, false) end
   redis.call('DEL', key('mrd', id))
   config_remove('mrds', id)
   MRD_CACHE[id] = nil

@@ -6,8 +6,8 @@
     KEYS[1]  tenant prefix
     A[1]     queueId
   Output: 1; NOT_FOUND for an unknown queue; INVALID_TRANSITION naming the
-          agents that list it, else its waiting tasks' count, else its
-          reserved tasks. Its ACTIVE and WRAP_UP tasks stay with their
+          agents that list it, else the queues that overflow to it, else
+          its waiting tasks' count, else its reserved tasks. Its ACTIVE and WRAP_UP tasks stay with their
           agents and keep their queueId.
   Events: QUEUE_DELETED {"queueId"}
 ]]
@@ -20,6 +20,15 @@ return run(function()
   if #members > 0 then
     table.sort(members)
     fail('INVALID_TRANSITION', 'queue ' .. id .. ' is listed by agents ' .. id_list(members))
+  end
+  local feeders = {}
+  for _, qid in ipairs(redis.call('SMEMBERS', key('queues'))) do
+    local q = queue_get(qid)
+    if q and q.overflowQueueId == id then feeders[#feeders + 1] = qid end
+  end
+  if #feeders > 0 then
+    table.sort(feeders)
+    fail('INVALID_TRANSITION', 'queue ' .. id .. ' is the overflow queue of queues ' .. id_list(feeders))
   end
   -- (:age holds every waiting task, those waiting for a preferred agent too)
   local waiting = redis.call('ZCARD', key('q', id, 'age'))

@@ -19,6 +19,9 @@
     pref  a preferred-agent window ends: the task takes the step its age
           reached (TASK_STATE_CHANGED, transition STEP_CHANGED) and is routed
           at once (TASK_STATE_CHANGED, AGENT_RESERVED, AGENT_STATE_CHANGED)
+    ovf   a task still waiting at its queue's overflow deadline moves to
+          the overflow queue (TASK_STATE_CHANGED, transition OVERFLOWED) and
+          is routed there at once
 ]]
 --- @include "includes/lifecycle"
 return run(function()
@@ -26,11 +29,14 @@ return run(function()
   local due = redis.call('ZRANGEBYSCORE', key('timers'), '-inf', istr(now), 'LIMIT', '0', A[1])
   local fired, lags = 0, {}
   for _, member in ipairs(due) do
+    -- An earlier deadline of this batch may have removed this one, or set
+    -- it again for later (an overflow moves a task to a queue with steps):
+    -- then it is not due.
     local at = tonumber(redis.call('ZSCORE', key('timers'), member))
     local before = fired
-    timer_del(member)
+    if at and at <= now then timer_del(member) end
     local kind, tid, mid = string.match(member, '^(%a+)|([^|]+)|?(.*)$')
-    local t = tid and task_get(tid)
+    local t = at and at <= now and tid and task_get(tid)
     if t and t.state ~= 'CLOSED' then
       if kind == 'ttl' and media_pending(t, 'QUEUED') then
         task_close(t, 'NO_AGENT_AVAILABLE')
@@ -47,6 +53,10 @@ return run(function()
         fired = fired + 1
       elseif (kind == 'step' and t.parked == true) or (kind == 'pref' and t.parked == 'p') then
         task_restep(t)
+        fired = fired + 1
+      elseif kind == 'ovf' and t.parked and overflow_due(t, queue_get(t.queueId)) then
+        unqueue(t)
+        route_task(t)
         fired = fired + 1
       end
     end

@@ -15,8 +15,8 @@
             task of the conversation on the MRD), PREFERRED_AGENT_ONLY (the
             window of another agent is open), NO_MATCHING_STEP (no step
             matches, or not a member once the window ended), STEP_NOT_REACHED,
-            NOT_READY, AT_CAPACITY, else AVAILABLE. (BLOCKED: an MRD block,
-            not produced until MRD blocks exist.)
+            NOT_READY, BLOCKED (an open media of an MRD that blocks the
+            task's MRD), AT_CAPACITY, else AVAILABLE.
   Events: none
 ]]
 --- @include "includes/routing"
@@ -87,6 +87,7 @@ return run(function()
       elseif not preferred and not matches then reason = 'NO_MATCHING_STEP'
       elseif not preferred and not reached then reason = 'STEP_NOT_REACHED'
       elseif agent_mrd_base(a, t.mrdId) ~= 'READY' then reason = 'NOT_READY'
+      elseif #agent_mrd_blocked_by(a, t.mrdId) > 0 then reason = 'BLOCKED'
       elseif not available then reason = 'AT_CAPACITY'
       else reason = 'AVAILABLE' end
       out[#out + 1] = '{"agentId":' .. jid(id) .. ',"firstStep":' .. jint(fs) .. ',"eligibleNow":' ..

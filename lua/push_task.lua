@@ -21,12 +21,15 @@
     Without A[9], an INBOUND PUSH to a queue with routeToLastAgent
     prefers the agent that last accepted a task of the conversation, for
     the queue's routeToLastAgent timeoutMs.
+    A queue with maxWaiting tasks waiting sends the request on to its
+    overflow queue (along the chain while each is full), else refuses it
+    (QUEUE_FULL). TTL and preferred agent come from the queue named.
   Output: the task as JSON (media QUEUED, or RESERVED when an agent was free);
           with an idempotency key {201, the new task as JSON}, or {200, the
           key's earlier task as JSON, as it is now} when the key was used in
           the last RETENTION ms for the same queue and conversation;
           NOT_FOUND for an unknown queue or preferred agent; VALIDATION_ERROR for a key used
-          for another request
+          for another request; QUEUE_FULL for a full queue without overflow
   Keys: rr:{t}:idem:<key>  "<taskId>|<queueId>|<conversationId>", expires
                            RETENTION ms after the first request
   Events: TASK_STATE_CHANGED (created, media QUEUED), then when an agent is
@@ -54,6 +57,14 @@ return run(function()
     agent_must(pref)
   elseif q.rtla and A[7] == 'INBOUND' then
     pref, pref_ms = conversation_last_agent(A[2]), q.rtla
+  end
+  for _ = 1, 100 do
+    if not (q.maxWaiting and redis.call('ZCARD', key('q', q.id, 'age')) >= q.maxWaiting) then break end
+    local nq = q.overflowQueueId and queue_get(q.overflowQueueId)
+    if not nq then
+      fail('QUEUE_FULL', 'queue ' .. q.id .. ' already has ' .. istr(q.maxWaiting) .. ' waiting tasks')
+    end
+    q = nq
   end
   local t = task_new_queued({conversationId = A[2], direction = A[7], mode = 'QUEUE', queueId = q.id,
     mrdId = q.mrdId, priority = A[3], ttlDeadline = istr(now_ms() + ttl),

@@ -12,7 +12,9 @@
                            state it last showed, m|t when that changed, m|la last time it was made ready or
                            given a task (the LONGEST_AVAILABLE order),
                            m|ov how many it holds over maxRequests because
-                           the limit was lowered under it ('' when none);
+                           the limit was lowered under it ('' when none),
+                           m|wu the WRAP_UP tasks among m|n (they hold a
+                           slot but no open media, so they block nothing);
                            per queue with steps: fs|<queue> its first step
                            there ('0': none matches), sk|<queue> its skill
                            score; pf the count of preferred-only tasks
@@ -27,6 +29,10 @@
 
   An MRD shows READY with no tasks, ACTIVE below maxRequests and BUSY at it
   while its base state is READY; other base states show as they are.
+  MRD blocks: while the agent holds an open media of an MRD whose blocks
+  name MRD x, it is not available on x (out of x's indexes, offered
+  nothing of x); tasks it holds stay. When the last such media closes, x
+  is lifted (LIFTED) and the caller routes it (route_lifted, lifecycle.lua).
 ]]
 local function nz(s)
   if s == '' then return nil end
@@ -112,8 +118,28 @@ local function agent_mrd_display(a, mrd)
   return 'ACTIVE'
 end
 
+-- Open medias the agent holds on the MRD (its slots less its WRAP_UP tasks).
+local function agent_mrd_open(a, mrd)
+  return agent_mrd_count(a, mrd) - tonumber(a.f[mrd .. '|wu'] or '0')
+end
+
+-- The MRDs blocking mrd for the agent now (MRD blocks), in id order.
+local function agent_mrd_blocked_by(a, mrd)
+  local m, out = mrd_get(mrd), {}
+  if m and m.blockers then
+    for _, b in ipairs(m.blockers) do
+      if agent_mrd_open(a, b) > 0 then out[#out + 1] = b end
+    end
+  end
+  return out
+end
+
 local function agent_available(a, mrd)
-  return a.f.st ~= 'LOGOUT' and agent_mrd_base(a, mrd) == 'READY' and agent_mrd_count(a, mrd) < agent_max(a, mrd)
+  if a.f.st == 'LOGOUT' or agent_mrd_base(a, mrd) ~= 'READY' or agent_mrd_count(a, mrd) >= agent_max(a, mrd) then
+    return false
+  end
+  local m = mrd_get(mrd)
+  return not (m and m.blockers and #agent_mrd_blocked_by(a, mrd) > 0)
 end
 
 -- Scores pack a level and the LONGEST_AVAILABLE time into one number below
@@ -247,6 +273,20 @@ local function agent_mrd_hold_over(a, mrd)
   end
 end
 
+-- The agent's open medias on MRD b changed: the MRDs b blocks enter or
+-- leave its indexes; those it may take again are recorded in a.lifted.
+local function agent_mrd_blocks_follow(a, b)
+  local m = mrd_get(b)
+  if not (m and m.blocks) then return end
+  for _, x in ipairs(m.blocks) do
+    agent_reindex(a, x)
+    if agent_available(a, x) then
+      a.lifted = a.lifted or {}
+      a.lifted[x] = true
+    end
+  end
+end
+
 -- One more (delta 1) or one less (delta -1) slot in use on the MRD.
 local function agent_mrd_count_add(a, mrd, delta)
   local n = agent_mrd_count(a, mrd) + delta
@@ -262,7 +302,16 @@ local function agent_mrd_count_add(a, mrd, delta)
   if delta > 0 then agent_set(a, mrd .. '|la', now_ms()) end
   if n == 0 and agent_mrd_base(a, mrd) == 'PENDING_NOT_READY' then agent_set(a, mrd .. '|st', 'NOT_READY') end
   agent_mrd_commit(a, mrd)
+  agent_mrd_blocks_follow(a, mrd)
 end
+
+-- One more (delta 1) or one less (delta -1) WRAP_UP task among the slots.
+local function agent_mrd_wrap_add(a, mrd, delta)
+  -- (A task wrapped up before this count existed must not take it below 0.)
+  agent_set(a, mrd .. '|wu', math.max(0, tonumber(a.f[mrd .. '|wu'] or '0') + delta))
+  agent_mrd_blocks_follow(a, mrd)
+end
+
 
 -- After an MRD changed on its own, the logged-in agent's global state
 -- follows: READY while any MRD is ready, else NOT_READY with reason rc.
@@ -285,7 +334,8 @@ local function agent_json(a)
     states[i] = '{"mrdId":' .. jid(mrd) .. ',"state":' .. jid(agent_mrd_display(a, mrd)) ..
       ',"reasonCode":' .. jid(nz(a.f[mrd .. '|rc'])) .. ',"activeTasks":' .. (a.f[mrd .. '|n'] or '0') ..
       ',"maxRequests":' .. jint(agent_max(a, mrd)) ..
-      ',"stateChangeTime":' .. (a.f[mrd .. '|t'] or a.f.t or 'null') .. '}'
+      ',"stateChangeTime":' .. (a.f[mrd .. '|t'] or a.f.t or 'null') ..
+      ',"blockedBy":' .. jids(agent_mrd_blocked_by(a, mrd)) .. '}'
   end
   local max = {}
   for mrd, n in pairs(a.max) do max[#max + 1] = jid(mrd) .. ':' .. jint(tonumber(n)) end
@@ -300,7 +350,7 @@ local function emit_agent(a)
 end
 
 -- An MRD deleted: the agent's fields for it go (delete_mrd).
-local AGENT_MRD_FIELDS = {'st', 'rc', 'n', 'sh', 't', 'la', 'ov'}
+local AGENT_MRD_FIELDS = {'st', 'rc', 'n', 'sh', 't', 'la', 'ov', 'wu'}
 local function agent_mrd_forget(a, mrd)
   local fields = {}
   for i, f in ipairs(AGENT_MRD_FIELDS) do

@@ -19,7 +19,7 @@
 
   Domain errors are raised with fail(code, detail) before any write and come
   back as error replies "<CODE> <detail>", CODE one of VALIDATION_ERROR,
-  NOT_FOUND, INVALID_TRANSITION. Ids reaching a script are already checked by
+  NOT_FOUND, INVALID_TRANSITION, QUEUE_FULL. Ids reaching a script are already checked by
   the Python layer to contain no ':' so they cannot alias another key type.
 ]]
 local P = KEYS[1]
@@ -197,7 +197,7 @@ end
 -- earliest deadline at once. (Removing the earliest deadline leaves the key
 -- as it is: one early wake-up, which finds nothing due and re-arms.)
 -- Members: "ttl|<taskId>", "rona|<taskId>|<mediaId>", "wrap|<taskId>",
--- "step|<taskId>", "pref|<taskId>" (keys.timer_member in Python).
+-- "step|<taskId>", "pref|<taskId>", "ovf|<taskId>" (keys.timer_member in Python).
 local function timer_arm(at)
   local delay = at - now_ms()
   if delay < 1 then delay = 1 end

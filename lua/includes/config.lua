@@ -2,12 +2,18 @@
 --[[
   config: MRDs and queues, read once per script.
 
-  rr:{t}:mrd:<id>    hash maxRequests, autoJoin, wrapUp, wrapUpTimeoutMs
+  rr:{t}:mrd:<id>    hash maxRequests, autoJoin, wrapUp, wrapUpTimeoutMs; and
+                     when set: blocks (JSON list of the MRDs an open media
+                     of this one blocks), blockers (JSON list of the MRDs
+                     whose blocks name this one, kept by put_mrd),
+                     blocksAt (when its blocks last changed)
   rr:{t}:mrds        set of MRD ids
   rr:{t}:queue:<id>  hash mrdId, agentRequestTtlMs, agentSlaMs,
                      agentSelectionPolicy, serviceLevelThresholdMs; and
                      when set: rtla (routeToLastAgent timeoutMs), steps,
-                     stepAt, stepCode, skillNames (see skills.lua)
+                     stepAt, stepCode, skillNames (see skills.lua),
+                     priorityUnitMs, maxWaiting, overflowAfterMs and
+                     overflowQueueId (routing policies, routing.lua)
   rr:{t}:queues      set of queue ids
   rr:{t}:index:<kind>  sorted set (scores 0) of the ids in the set of
                      that kind (mrds, queues or agents), for lists in id
@@ -36,10 +42,15 @@ local function config_get(cache, kind, id, fields, decode)
   return c or nil
 end
 
-local MRD_CACHE, MRD_FIELDS = {}, {'maxRequests', 'autoJoin', 'wrapUp', 'wrapUpTimeoutMs'}
+local MRD_CACHE, MRD_FIELDS = {}, {'maxRequests', 'autoJoin', 'wrapUp', 'wrapUpTimeoutMs', 'blocks',
+  'blockers'}
 local function mrd_decode(id, h)
-  return {id = id, maxRequests = tonumber(h[1]), autoJoin = h[2] == '1', wrapUp = h[3] == '1',
-          wrapUpTimeoutMs = tonumber(h[4])}
+  local m = {id = id, maxRequests = tonumber(h[1]), autoJoin = h[2] == '1', wrapUp = h[3] == '1',
+             wrapUpTimeoutMs = tonumber(h[4])}
+  -- Blocking: only an MRD that sets it, or is named by one, has a list.
+  if h[5] then m.blocks = cjson.decode(h[5]) end
+  if h[6] and h[6] ~= '[]' then m.blockers = cjson.decode(h[6]) end
+  return m
 end
 
 local function mrd_get(id)
@@ -51,9 +62,24 @@ local function mrd_must(id)
 end
 
 local function mrd_json(m)
+  local v2 = ''
+  if m.blocks then v2 = ',"blocks":' .. jids(m.blocks) end
   return '{"id":' .. jid(m.id) .. ',"maxRequests":' .. jint(m.maxRequests) ..
     ',"autoJoin":' .. jbool(m.autoJoin) .. ',"wrapUp":{"enabled":' .. jbool(m.wrapUp) ..
-    ',"timeoutMs":' .. jint(m.wrapUpTimeoutMs) .. '}}'
+    ',"timeoutMs":' .. jint(m.wrapUpTimeoutMs) .. '}' .. v2 .. '}'
+end
+
+-- Adds (add true) or removes mrd id from the blockers list of MRD x.
+local function mrd_blockers_edit(x, id, add)
+  local k = key('mrd', x)
+  local list, out = cjson.decode(redis.call('HGET', k, 'blockers') or '[]'), {}
+  for _, b in ipairs(list) do
+    if b ~= id then out[#out + 1] = b end
+  end
+  if add then out[#out + 1] = id end
+  table.sort(out)
+  if #out == 0 then redis.call('HDEL', k, 'blockers') else redis.call('HSET', k, 'blockers', jids(out)) end
+  MRD_CACHE[x] = nil
 end
 
 -- Every MRD id, in name order (the order of an agent's mrdStates).
@@ -67,10 +93,13 @@ local function mrd_ids()
 end
 
 local QUEUE_CACHE, QUEUE_FIELDS = {}, {'mrdId', 'agentRequestTtlMs', 'agentSlaMs',
-  'agentSelectionPolicy', 'serviceLevelThresholdMs', 'stepAt', 'rtla'}
+  'agentSelectionPolicy', 'serviceLevelThresholdMs', 'stepAt', 'rtla', 'priorityUnitMs', 'maxWaiting',
+  'overflowAfterMs', 'overflowQueueId'}
 local function queue_decode(id, h)
   local q = {id = id, mrdId = h[1], agentRequestTtlMs = tonumber(h[2]), agentSlaMs = tonumber(h[3]),
-             agentSelectionPolicy = h[4], serviceLevelThresholdMs = tonumber(h[5]), rtla = tonumber(h[7])}
+             agentSelectionPolicy = h[4], serviceLevelThresholdMs = tonumber(h[5]), rtla = tonumber(h[7]),
+             pu = tonumber(h[8]), maxWaiting = tonumber(h[9]), overflowAfterMs = tonumber(h[10]),
+             overflowQueueId = h[11]}
   -- A queue with steps: nsteps and each step's start (skills.lua); a queue
   -- without has neither, and routes as in v1.
   if h[6] then
@@ -93,6 +122,11 @@ local function queue_json(q, extra)
   local v2 = ''
   if q.nsteps then v2 = ',"steps":' .. redis.call('HGET', key('queue', q.id), 'steps') end
   if q.rtla then v2 = v2 .. ',"routeToLastAgent":{"timeoutMs":' .. jint(q.rtla) .. '}' end
+  if q.pu then v2 = v2 .. ',"priorityUnitMs":' .. jint(q.pu) end
+  if q.maxWaiting then v2 = v2 .. ',"maxWaiting":' .. jint(q.maxWaiting) end
+  if q.overflowQueueId then
+    v2 = v2 .. ',"overflow":{"afterMs":' .. jint(q.overflowAfterMs) .. ',"queueId":' .. jid(q.overflowQueueId) .. '}'
+  end
   return '{"id":' .. jid(q.id) .. ',"mrdId":' .. jid(q.mrdId) ..
     ',"agentRequestTtlMs":' .. jint(q.agentRequestTtlMs) .. ',"agentSlaMs":' .. jint(q.agentSlaMs) ..
     ',"agentSelectionPolicy":' .. jid(q.agentSelectionPolicy) ..

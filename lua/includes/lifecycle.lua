@@ -18,7 +18,8 @@ local function task_close(t, reason)
       changed[#changed + 1] = m.id
     end
   end
-  if t.state == 'WRAP_UP' then
+  local wrapped = t.state == 'WRAP_UP'
+  if wrapped then
     held = held + 1
     timer_del('wrap|' .. t.id)
   end
@@ -30,16 +31,30 @@ local function task_close(t, reason)
   if not t.assignedTo then return nil end
   redis.call('SREM', key('agent', t.assignedTo, 'tasks'), t.id)
   local a = agent_get(t.assignedTo)
+  if a and wrapped then agent_mrd_wrap_add(a, t.mrdId, -1) end
   if a and held > 0 then agent_mrd_count_add(a, t.mrdId, -held) end
   return a
 end
 
+-- The MRDs whose block on agent a was lifted in this step (a.lifted, see
+-- agent_mrd_blocks_follow) take their waiting tasks at once.
+local function route_lifted(a)
+  local lifted = a.lifted
+  if not lifted then return end
+  a.lifted = nil
+  local mrds = {}
+  for x in pairs(lifted) do mrds[#mrds + 1] = x end
+  table.sort(mrds)
+  for _, x in ipairs(mrds) do route_agent(a, x) end
+end
+
 -- After an agent's capacity or state changed: publish it, then let it take
--- waiting work.
+-- waiting work (on MRDs a closed media stopped blocking too).
 local function agent_settle(a, mrd)
   if not a then return end
   emit_agent(a)
   route_agent(a, mrd)
+  route_lifted(a)
 end
 
 -- Ends a task and frees its agent for the next waiting task.
@@ -61,6 +76,7 @@ local function task_reroute(t, reason)
     agent_mrd_set_base(a, t.mrdId, 'NOT_READY', 'RONA')
     agent_follow_mrds(a, 'RONA')
     emit_agent(a)
+    route_lifted(a)
   end
   if t.direction == 'DIRECT_TRANSFER' or t.mode == 'AGENT' or now_ms() >= tonumber(t.ttlDeadline) then
     emit_no_agent(t)
@@ -96,11 +112,14 @@ local function task_wrap(t, reason, timeout_ms)
   if timeout_ms then timer_add('wrap|' .. t.id, now_ms() + timeout_ms) end
   task_save(t)
   emit_task(t, true, changed)
+  local a = t.assignedTo and agent_get(t.assignedTo)
+  if a then agent_mrd_wrap_add(a, t.mrdId, 1) end
   if freed > 0 then
-    local a = agent_get(t.assignedTo)
     agent_mrd_count_add(a, t.mrdId, -freed)
     return a
   end
+  -- (No slot freed, but a block its media held may be lifted.)
+  if a and a.lifted then return a end
   return nil
 end
 

@@ -20,11 +20,32 @@
   among the waiting sets of its queues for that MRD (for a queue with
   steps, those of steps >= its first step), again while it has capacity.
   Deadlines: step|<task> when a waiting task reaches its next step,
-  pref|<task> when its preferred-agent window ends (fire_due).
+  pref|<task> when its preferred-agent window ends, ovf|<task> when it
+  overflows to its queue's overflow queue (fire_due).
+
+  Routing policies: a queue with priorityUnitMs orders its waiting sets by
+  enqueueTime - priority * priorityUnitMs (aging); a queue without keeps
+  v1's strict order. An agent of several queues compares their heads on
+  the aging scale, a strict queue counting as priorityUnitMs = 10^10
+  (wait_common). Both encodings stay far below 2^53.
 ]]
--- Higher priority first, then the earlier enqueue time. Priorities are 0..100.
-local function wait_score(t)
+-- A strict queue: higher priority first, then the earlier enqueue time
+-- (priorities are 0..100). An aging queue: enqueueTime less the priority's
+-- head start.
+local function wait_score(t, q)
+  q = q or queue_get(t.queueId)
+  if q and q.pu then return t.enqueueTime - t.priority * q.pu end
   return (100 - t.priority) * 1e13 + t.enqueueTime
+end
+
+-- A score of queue q's waiting sets on the aging scale shared by every
+-- queue: a strict score (100 - p) * 1e13 + enqueueTime (enqueueTime below
+-- 1e13) is enqueueTime - p * 1e10 there; an aging score is already.
+local STRICT_UNIT = 1e10
+local function wait_common(score, q)
+  if q and q.pu then return score end
+  local level = math.floor(score / 1e13)
+  return (score - level * 1e13) - (100 - level) * STRICT_UNIT
 end
 
 -- Members of a waiting set are the task's number zero-padded, so that equal
@@ -78,6 +99,35 @@ local function unqueue(t)
   t.parked = nil
   redis.call('ZREM', key('q', t.queueId, 'age'), t.id)
   timer_del('ttl|' .. t.id)
+  if t.overflowAt then
+    timer_del('ovf|' .. t.id)
+    t.overflowAt = nil
+  end
+end
+
+-- The queue a QUEUED task of queue q overflows to now (its overflow
+-- deadline passed), if any.
+local function overflow_due(t, q)
+  if q and q.overflowQueueId and now_ms() >= t.enqueueTime + q.overflowAfterMs then
+    return queue_get(q.overflowQueueId)
+  end
+  return nil
+end
+
+-- Moves a QUEUED task that is in no waiting set along its queue's overflow
+-- chain while its overflow is due (PUT queue refuses loops; the bound is a
+-- guard). Returns whether it moved.
+local function overflow_move(t)
+  local moved = false
+  for _ = 1, 100 do
+    local nq = overflow_due(t, queue_get(t.queueId))
+    if not nq then break end
+    t.queueId = nq.id
+    local m = media_pending(t, 'QUEUED')
+    if m then m.queueId = nq.id end
+    moved = true
+  end
+  return moved
 end
 
 -- Whether t waits for its preferred agent only now.
@@ -111,9 +161,10 @@ end
 
 -- Parks a QUEUED task in its queue until an agent frees up or its TTL
 -- passes: in the preferred agent's set while its window is open, else in
--- the waiting sets of the queue (and of its step).
-local function enqueue(t)
-  local member, score = wait_member(t), istr(wait_score(t))
+-- the waiting sets of the queue (and of its step). quiet: see task_save.
+local function enqueue(t, quiet)
+  local q = queue_get(t.queueId)
+  local member, score = wait_member(t), istr(wait_score(t, q))
   if pref_window_open(t) then
     t.parked = 'p'
     redis.call('ZADD', key('q', t.queueId, 'pref'), score, member)
@@ -130,7 +181,11 @@ local function enqueue(t)
   end
   redis.call('ZADD', key('q', t.queueId, 'age'), istr(t.enqueueTime), t.id)
   timer_add('ttl|' .. t.id, t.ttlDeadline)
-  task_save(t)
+  if q and q.overflowQueueId then
+    t.overflowAt = istr(t.enqueueTime + q.overflowAfterMs)
+    timer_add('ovf|' .. t.id, tonumber(t.overflowAt))
+  end
+  task_save(t, quiet)
 end
 
 -- Offers media m of task t to agent a, which must be available for t's MRD.
@@ -141,6 +196,7 @@ local function reserve(t, m, a, created)
   t.nextStepAt = nil
   m.state = 'RESERVED'
   t.assignedTo = a.id
+  t.rsv = now_ms_str()
   t.exclude = nil
   timer_add('rona|' .. t.id .. '|' .. m.id, now_ms() + task_sla(t))
   redis.call('SADD', key('agent', a.id, 'tasks'), t.id)
@@ -220,8 +276,13 @@ end
 -- at its step by age; to its preferred agent only while the window is
 -- open; reserved at once when an agent is free, else parked.
 local function route_task(t)
+  local moved = overflow_move(t)
   local q = queue_get(t.queueId)
   task_step(t, q)
+  if moved then
+    task_save(t)
+    emit_task(t, false, {}, 'OVERFLOWED')
+  end
   if t.pref then
     if pref_window_open(t) then
       local a = agent_get(t.pref)
@@ -267,12 +328,13 @@ end
 -- The better of (best, best_score) and the first task of sorted set k
 -- that agent a may be offered. Pages past tasks it may not take: only tasks
 -- of conversations it holds and transfers it made, so a few at most.
-local function best_waiting(k, a, best, best_score)
+-- Scores are compared on the common aging scale (wait_common of queue q).
+local function best_waiting(k, q, a, best, best_score)
   local from = 0
   while true do
     local page = redis.call('ZRANGE', k, istr(from), istr(from + 4), 'WITHSCORES')
     for i = 1, #page, 2 do
-      local score = tonumber(page[i + 1])
+      local score = wait_common(tonumber(page[i + 1]), q)
       if best_score and score >= best_score then return best, best_score end
       local t = task_get(member_task_id(page[i]))
       if may_offer(t, a) then return t, score end
@@ -291,13 +353,16 @@ local function route_agent(a, mrd)
   while agent_available(a, mrd) do
     local best, best_score
     if tonumber(a.f.pf or '0') > 0 then
-      for _, tid in ipairs(redis.call('ZRANGE', key('agent', a.id, 'pref'), '0', '-1')) do
-        local t = task_get(member_task_id(tid))
+      -- (Few, of queues that may order differently: the best on the common scale.)
+      local pages = redis.call('ZRANGE', key('agent', a.id, 'pref'), '0', '-1', 'WITHSCORES')
+      for i = 1, #pages, 2 do
+        local t = task_get(member_task_id(pages[i]))
         if t.mrdId == mrd and may_offer(t, a) then
-          best = t
-          break
+          local score = wait_common(tonumber(pages[i + 1]), queue_get(t.queueId))
+          if not best_score or score < best_score then best, best_score = t, score end
         end
       end
+      best_score = nil
     end
     if not best then
       for _, qid in ipairs(a.queues) do
@@ -307,11 +372,11 @@ local function route_agent(a, mrd)
             local fs = tonumber(a.f['fs|' .. qid] or '0')
             if fs > 0 then
               for k = fs, q.nsteps do
-                best, best_score = best_waiting(key('q', qid, 'waiting:' .. k), a, best, best_score)
+                best, best_score = best_waiting(key('q', qid, 'waiting:' .. k), q, a, best, best_score)
               end
             end
           else
-            best, best_score = best_waiting(key('q', qid, 'waiting'), a, best, best_score)
+            best, best_score = best_waiting(key('q', qid, 'waiting'), q, a, best, best_score)
           end
         end
       end

@@ -15,7 +15,10 @@
   task with no queue), parked (true while in its queue's waiting sets, 'p'
   while waiting for its preferred agent only), and the API's routing
   object: step, steps, nextStepAt (a queue with steps), pref and prefUntil
-  (preferredAgentId, preferredUntil; prefOff once the window ended early).
+  (preferredAgentId, preferredUntil; prefOff once the window ended early);
+  overflowAt (the overflow deadline while it waits in a queue with
+  overflow) and rsv (when it was offered to its agent, for the MRD blocks
+  invariant).
 ]]
 -- Tasks are decoded once per script; every reader shares the table.
 local TASKS = {}
@@ -97,9 +100,11 @@ local function task_json(t)
   return j
 end
 
-local function task_save(t)
+-- quiet: a change the task's JSON does not show (its place re-made after a
+-- queue's policy changed) keeps updatedAt.
+local function task_save(t, quiet)
   TASK_JSON[t] = nil
-  t.updatedAt = now_ms_str()
+  if not quiet then t.updatedAt = now_ms_str() end
   local k = key('task', t.id)
   redis.call('SET', k, cjson.encode(t))
   if t.state == 'CLOSED' then

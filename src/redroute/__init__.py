@@ -4,6 +4,7 @@ from .engine import Engine
 from .errors import (
     InvalidTransition,
     NotFound,
+    QueueFull,
     RedisUnavailable,
     RedrouteError,
     ValidationError,
@@ -18,6 +19,7 @@ __all__ = [
     "Mrd",
     "NotFound",
     "Queue",
+    "QueueFull",
     "RedisUnavailable",
     "RedrouteError",
     "Task",

@@ -29,9 +29,13 @@ from .limits import (
     DEFAULT_SERVICE_LEVEL_THRESHOLD_MS,
     DEFAULT_WRAP_UP_TIMEOUT_MS,
     MAX_AGENT_QUEUES,
+    MAX_BLOCKS,
     MAX_REQUESTS,
     PAGE_LIMIT,
+    MAX_WAITING,
+    OVERFLOW_AFTER_MS,
     PREFERRED_AGENT_TIMEOUT_MS,
+    PRIORITY_UNIT_MS,
     ROUTE_TO_LAST_AGENT_MS,
     SERVICE_LEVEL_THRESHOLD_MS,
     STEP_TIMEOUT_MS,
@@ -44,6 +48,7 @@ from .model import (
     MediaState,
     Mrd,
     Page,
+    Overflow,
     Queue,
     ReasonCode,
     RoutingExplanation,
@@ -93,6 +98,19 @@ def _compact(value: Any) -> str:
 def _sla_arg(sla_ms: int | None) -> int | str:
     """A named agent's time to accept as a script argument: '' for the default."""
     return "" if sla_ms is None else v.check_int("agentSlaMs", sla_ms, *AGENT_SLA_MS)
+def _overflow(value: Overflow | dict[str, Any] | None) -> Overflow | None:
+    """A queue's overflow, checked: afterMs in OVERFLOW_AFTER_MS and a queue id."""
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        if set(value) != {"afterMs", "queueId"}:
+            raise v.ValidationError("overflow must be an object {afterMs, queueId}")
+        value = Overflow(value["afterMs"], value["queueId"])
+    if not isinstance(value, Overflow):
+        raise v.ValidationError("overflow must be an object {afterMs, queueId}")
+    v.check_int("overflow.afterMs", value.after_ms, *OVERFLOW_AFTER_MS)
+    v.check_id("overflow.queueId", value.queue_id)
+    return value
 
 
 class Engine:
@@ -155,13 +173,24 @@ class Engine:
     async def put_mrd(
         self, mrd_id: str, *, max_requests: int = DEFAULT_MAX_REQUESTS, auto_join: bool = False,
         wrap_up_enabled: bool = False, wrap_up_timeout_ms: int = DEFAULT_WRAP_UP_TIMEOUT_MS,
+        blocks: list[str] | tuple[str, ...] | None = None,
     ) -> Mrd:
+        """blocks: the MRDs an agent holding an open media of this one is
+        offered no new task of (each must exist; not this one)."""
         v.check_id("mrdId", mrd_id)
         v.check_int("maxRequests", max_requests, *MAX_REQUESTS)
         v.check_int("wrapUp.timeoutMs", wrap_up_timeout_ms, *WRAP_UP_TIMEOUT_MS)
+        blocks_arg = ""
+        if blocks is not None:
+            if not isinstance(blocks, list | tuple) or len(blocks) > MAX_BLOCKS:
+                raise v.ValidationError(f"blocks must be a list of at most {MAX_BLOCKS} mrd ids")
+            ids = sorted(dict.fromkeys(v.check_id("blocks[]", b) for b in blocks))
+            if mrd_id in ids:
+                raise v.ValidationError(f"mrd {mrd_id} cannot block itself (maxRequests limits it)")
+            blocks_arg = _compact(ids) if ids else ""  # none: as if unset
         await self._register_tenant()
         raw = await self.call("put_mrd", mrd_id, max_requests, int(bool(auto_join)),
-                              int(bool(wrap_up_enabled)), wrap_up_timeout_ms)
+                              int(bool(wrap_up_enabled)), wrap_up_timeout_ms, blocks_arg)
         return Mrd.from_dict(json.loads(raw))
 
     async def get_mrd(self, mrd_id: str) -> Mrd:
@@ -175,9 +204,15 @@ class Engine:
         service_level_threshold_ms: int = DEFAULT_SERVICE_LEVEL_THRESHOLD_MS,
         steps: list[Step] | list[dict[str, Any]] | None = None,
         route_to_last_agent_ms: int | None = None,
+        priority_unit_ms: int | None = None, max_waiting: int | None = None,
+        overflow: Overflow | dict[str, Any] | None = None,
     ) -> Queue:
         """steps: up to 10 (expression, timeoutMs on every step but the
-        last); route_to_last_agent_ms: routeToLastAgent's timeoutMs."""
+        last); route_to_last_agent_ms: routeToLastAgent's timeoutMs.
+        Routing policies: priority_unit_ms (aging: waiting tasks ordered by
+        enqueueTime - priority * priority_unit_ms), max_waiting (a PUSH
+        beyond it is QUEUE_FULL or overflows), overflow (afterMs, queueId:
+        a task still waiting afterMs after its enqueueTime moves there)."""
         v.check_id("queueId", queue_id)
         v.check_id("mrdId", mrd_id)
         v.check_int("agentRequestTtlMs", agent_request_ttl_ms, *AGENT_REQUEST_TTL_MS)
@@ -191,10 +226,18 @@ class Engine:
                          _compact(names)]
         if route_to_last_agent_ms is not None:
             v.check_int("routeToLastAgent.timeoutMs", route_to_last_agent_ms, *ROUTE_TO_LAST_AGENT_MS)
+        if priority_unit_ms is not None:
+            v.check_int("priorityUnitMs", priority_unit_ms, *PRIORITY_UNIT_MS)
+        if max_waiting is not None:
+            v.check_int("maxWaiting", max_waiting, *MAX_WAITING)
+        ovf = _overflow(overflow)
         await self._register_tenant()
         raw = await self.call("put_queue", queue_id, mrd_id, agent_request_ttl_ms, agent_sla_ms,
                               policy.value, service_level_threshold_ms, *step_args,
-                              "" if route_to_last_agent_ms is None else route_to_last_agent_ms)
+                              "" if route_to_last_agent_ms is None else route_to_last_agent_ms,
+                              "" if priority_unit_ms is None else priority_unit_ms,
+                              "" if max_waiting is None else max_waiting,
+                              *(("", "") if ovf is None else (ovf.after_ms, ovf.queue_id)))
         return Queue.from_dict(json.loads(raw))
 
     async def get_queue(self, queue_id: str) -> Queue:
@@ -335,6 +378,13 @@ class Engine:
             d.value, idempotency_key or "", preferred_agent_id or "",
             "" if preferred_agent_timeout_ms is None else preferred_agent_timeout_ms,
         )
+
+    async def set_task_priority(self, task_id: str, priority: int) -> Task:
+        """A waiting task's new priority: it takes its new place in its
+        queue (INVALID_TRANSITION for a task that is not waiting)."""
+        v.check_id("taskId", task_id)
+        v.check_priority(priority)
+        return Task.from_json(await self.call("set_task_priority", task_id, priority))
 
     async def accept(self, task_id: str, media_id: str, agent_id: str | None = None) -> Task:
         v.check_id("taskId", task_id)

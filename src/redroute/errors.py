@@ -36,6 +36,15 @@ class InvalidTransition(RedrouteError):
     title = "Invalid transition"
 
 
+class QueueFull(RedrouteError):
+    """A PUSH to a queue that already has its maxWaiting tasks waiting and
+    no overflow queue to take the request."""
+
+    code = "QUEUE_FULL"
+    status = 409
+    title = "Queue full"
+
+
 class RedisUnavailable(RedrouteError):
     code = "REDIS_UNAVAILABLE"
     status = 503
@@ -45,9 +54,9 @@ class RedisUnavailable(RedrouteError):
 # Each error by its code: the API's codes (problem documents) and a script's
 # error replies "<CODE> <detail>" name them the same way.
 BY_CODE: dict[str, type[RedrouteError]] = {
-    cls.code: cls for cls in (ValidationError, NotFound, InvalidTransition, RedisUnavailable)}
+    cls.code: cls for cls in (ValidationError, NotFound, InvalidTransition, QueueFull, RedisUnavailable)}
 # What a script may answer with: the domain errors.
-_SCRIPT_CODES = (ValidationError.code, NotFound.code, InvalidTransition.code)
+_SCRIPT_CODES = (ValidationError.code, NotFound.code, InvalidTransition.code, QueueFull.code)
 
 # What a call raises when Redis cannot be reached: redis-py's connection and
 # timeout errors, a socket's own OSError, and RedisUnavailable, which the

@@ -28,6 +28,13 @@ MAX_JSON_BYTES = 64 * 1024  # client JSON: metadata, requestSession, attributes
 PAGE_LIMIT = (1, 1000)  # ?limit= of a list
 MAX_SECRET_BYTES = 1024  # a webhook's signing secret
 MAX_WEBHOOK_QUEUES = 256  # queues one webhook's filter may list
+# Routing policies. priorityUnitMs: a queue without it counts as 10^10 ms per
+# priority point (routing.lua, wait_common); a larger unit would outrank
+# strict priority and lose 2^53 precision.
+PRIORITY_UNIT_MS = (1, 10**10)
+MAX_WAITING = (0, 1_000_000)  # a queue's maxWaiting
+OVERFLOW_AFTER_MS = (1, 7 * DAY_MS)  # how long a task waits before it overflows
+MAX_BLOCKS = 64  # MRDs one MRD's blocks may name
 
 # Defaults.
 DEFAULT_MAX_REQUESTS = 1

@@ -80,8 +80,8 @@ class SelectionPolicy(StrEnum):
 
 class CandidateReason(StrEnum):
     """Why a candidate agent is or is not offered a task (the routing
-    explanation). BLOCKED is an MRD blocking another (not produced until MRD
-    blocks exist)."""
+    explanation). BLOCKED: the agent holds an open media of an MRD whose
+    blocks name the task's MRD."""
 
     AVAILABLE = "AVAILABLE"
     NO_MATCHING_STEP = "NO_MATCHING_STEP"
@@ -124,18 +124,24 @@ class Mrd:
     auto_join: bool = False
     wrap_up_enabled: bool = False
     wrap_up_timeout_ms: int = DEFAULT_WRAP_UP_TIMEOUT_MS
+    # v2, present when set: the MRDs an open media of this one blocks.
+    blocks: list[str] | None = None
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Mrd:
-        return cls(d["id"], d["maxRequests"], d["autoJoin"], d["wrapUp"]["enabled"], d["wrapUp"]["timeoutMs"])
+        return cls(d["id"], d["maxRequests"], d["autoJoin"], d["wrapUp"]["enabled"], d["wrapUp"]["timeoutMs"],
+                   d.get("blocks"))
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d: dict[str, Any] = {
             "id": self.id,
             "maxRequests": self.max_requests,
             "autoJoin": self.auto_join,
             "wrapUp": {"enabled": self.wrap_up_enabled, "timeoutMs": self.wrap_up_timeout_ms},
         }
+        if self.blocks is not None:
+            d["blocks"] = self.blocks
+        return d
 
 
 @dataclass(slots=True)
@@ -158,6 +164,22 @@ class Step:
 
 
 @dataclass(slots=True)
+class Overflow:
+    """Where a queue's waiting task goes once it has waited after_ms since
+    its enqueueTime (or a PUSH when the queue is full)."""
+
+    after_ms: int
+    queue_id: str
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Overflow:
+        return cls(d["afterMs"], d["queueId"])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"afterMs": self.after_ms, "queueId": self.queue_id}
+
+
+@dataclass(slots=True)
 class Queue:
     id: str
     mrd_id: str
@@ -172,17 +194,23 @@ class Queue:
     # v2, present when set.
     steps: list[Step] | None = None
     route_to_last_agent_ms: int | None = None
+    priority_unit_ms: int | None = None
+    max_waiting: int | None = None
+    overflow: Overflow | None = None
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Queue:
         steps = d.get("steps")
         rtla = d.get("routeToLastAgent")
+        overflow = d.get("overflow")
         return cls(
             d["id"], d["mrdId"], d["agentRequestTtlMs"], d["agentSlaMs"],
             SelectionPolicy(d["agentSelectionPolicy"]), d["serviceLevelThresholdMs"],
             d.get("waiting"), d.get("oldestWaitMs"), d.get("agents"),
             [Step.from_dict(s) for s in steps] if steps is not None else None,
             rtla["timeoutMs"] if rtla else None,
+            d.get("priorityUnitMs"), d.get("maxWaiting"),
+            Overflow.from_dict(overflow) if overflow else None,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -198,6 +226,12 @@ class Queue:
             d["steps"] = [s.to_dict() for s in self.steps]
         if self.route_to_last_agent_ms is not None:
             d["routeToLastAgent"] = {"timeoutMs": self.route_to_last_agent_ms}
+        if self.priority_unit_ms is not None:
+            d["priorityUnitMs"] = self.priority_unit_ms
+        if self.max_waiting is not None:
+            d["maxWaiting"] = self.max_waiting
+        if self.overflow is not None:
+            d["overflow"] = self.overflow.to_dict()
         if self.waiting is not None:
             d.update(waiting=self.waiting, oldestWaitMs=self.oldest_wait_ms, agents=self.agents)
         return d
@@ -211,17 +245,19 @@ class MrdStatus:
     active_tasks: int
     max_requests: int
     state_change_time: int
+    # The MRDs whose open medias block this one now (MRD blocks).
+    blocked_by: list[str] = field(default_factory=list)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> MrdStatus:
         return cls(d["mrdId"], MrdState(d["state"]), d["reasonCode"], d["activeTasks"],
-                   d["maxRequests"], d["stateChangeTime"])
+                   d["maxRequests"], d["stateChangeTime"], d.get("blockedBy", []))
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "mrdId": self.mrd_id, "state": self.state.value, "reasonCode": self.reason_code,
             "activeTasks": self.active_tasks, "maxRequests": self.max_requests,
-            "stateChangeTime": self.state_change_time,
+            "stateChangeTime": self.state_change_time, "blockedBy": self.blocked_by,
         }
 
 

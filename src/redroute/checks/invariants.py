@@ -46,6 +46,18 @@ reports there is worth a second look before acting on it).
    each queue's members are exactly the agents that list it, and an agent
    has no state on an MRD that does not exist; no key of a queue or agent
    outlives it.
+10. Routing policies: every waiting task of a queue with overflow has its
+    overflow deadline at enqueueTime + afterMs (and no other task has one),
+    and (with `overdue_ms`) a task past that deadline by more is not still
+    waiting in the queue; each waiting set holds each task at the score its
+    queue's policy gives it (aging or strict).
+11. MRD blocks: each MRD's stored blockers are the MRDs whose blocks name
+    it; each agent's WRAP_UP count is exactly its WRAP_UP tasks (so its open
+    medias are counted right); no agent was offered a task of an MRD it is
+    blocked on (a live task of a blocked MRD reserved after a blocking media
+    it still holds opened, and after the blocks last changed); and a
+    blocked agent is in none of that MRD's availability indexes (part of 5,
+    whose "available" includes the block).
 """
 
 from __future__ import annotations
@@ -91,7 +103,22 @@ def _available(agent: dict[str, str], mrd: str, mrds: dict[str, dict[str, str]])
     """agent_available of agent.lua, on the agent's hash."""
     base = agent.get(f"{mrd}|st") or ("LOGOUT" if agent.get("st") == "LOGOUT" else "NOT_READY")
     return (agent.get("st") != "LOGOUT" and base == "READY"
-            and int(agent.get(f"{mrd}|n", 0)) < _agent_max(agent, mrd, mrds))
+            and int(agent.get(f"{mrd}|n", 0)) < _agent_max(agent, mrd, mrds)
+            and not _blocked_by(agent, mrd, mrds))
+
+
+def _blocked_by(agent: dict[str, str], mrd: str, mrds: dict[str, dict[str, str]]) -> list[str]:
+    """The MRDs whose open medias block mrd for the agent (from the MRDs'
+    blocks, not the stored blockers lists, which are checked apart)."""
+    return sorted(b for b, cfg in mrds.items() if mrd in json.loads(cfg.get("blocks") or "[]")
+                  and int(agent.get(f"{b}|n", 0)) - int(agent.get(f"{b}|wu", 0)) > 0)
+
+
+def _wait_score(t: dict[str, Any], cfg: dict[str, str]) -> int:
+    """wait_score of routing.lua: aging, or strict priority."""
+    if cfg.get("priorityUnitMs"):
+        return int(t["enqueueTime"]) - int(t["priority"]) * int(cfg["priorityUnitMs"])
+    return (100 - int(t["priority"])) * 10**13 + int(t["enqueueTime"])
 
 
 def _agent_max(agent: dict[str, str], mrd: str, mrds: dict[str, dict[str, str]]) -> int:
@@ -125,6 +152,7 @@ class Snapshot:
     preferred: dict[str, set[str]]  # queue -> task ids waiting for a preferred agent
     by_step: dict[tuple[str, int], set[str]]  # (queue, step) -> task ids in its waiting set
     agent_pref: dict[str, set[str]]  # agent -> task ids waiting for it only
+    scores: dict[str, dict[str, float]]  # queue -> task id -> its score in the waiting set
     avail: dict[tuple[str, int], set[str]]  # (queue, step or 0) -> agents in that index
     tasks: dict[str, dict[str, Any]]  # every stored task document by id
     now: int  # the Redis clock, ms (0 unless overdue deadlines are checked)
@@ -177,6 +205,8 @@ async def read(engine: Engine, *, clock: bool = False) -> Snapshot:
         preferred={q: await _members(r, k.q_pref(q)) for q in queues},
         by_step={(q, n): await _members(r, k.q_waiting_step(q, n)) for q in queues for n in STEPS},
         agent_pref={a: await _members(r, k.agent_pref(a)) for a in agent_ids},
+        scores={q: {waiting_task_id(m): sc for m, sc in await r.zrange(k.q_waiting(q), 0, -1, withscores=True)}
+                for q in queues},
         avail=avail,
         tasks=tasks,
         now=(await engine.fire_due(0)).now if clock else 0,
@@ -388,6 +418,65 @@ def check_preferred(s: Snapshot, rep: Report) -> None:
                 rep.add(f"task {tid} waits for its preferred agent {a}, who could take it")
 
 
+def check_policies(s: Snapshot, rep: Report, overdue_ms: int | None) -> None:
+    """10. Overflow deadlines of waiting tasks, none overdue (with
+    overdue_ms), and each waiting set's scores by its queue's policy."""
+    for t in _queued(s):
+        tid, cfg = t["id"], s.queues.get(t.get("queueId") or "", {})
+        member = timer_member("ovf", tid)
+        if not cfg.get("overflowQueueId"):
+            if member in s.timers:
+                rep.add(f"task {tid} has an overflow deadline in queue {t.get('queueId')}, which has no overflow")
+            continue
+        due = int(t["enqueueTime"]) + int(cfg["overflowAfterMs"])
+        if s.timers.get(member) != float(due):
+            rep.add(f"task {tid} waits in overflowing queue {t.get('queueId')} without its overflow deadline {due}")
+        if overdue_ms is not None and s.now - due > overdue_ms:
+            rep.add(f"task {tid} still waits in queue {t.get('queueId')} {s.now - due} ms past its overflow deadline")
+    for q, scores in sorted(s.scores.items()):
+        for tid, score in sorted(scores.items()):
+            t = s.tasks.get(tid)
+            if t is not None and float(_wait_score(t, s.queues[q])) != score:
+                rep.add(f"task {tid} waits in queue {q} with score {score:.0f}, its policy gives "
+                        f"{_wait_score(t, s.queues[q])}")
+
+
+def check_blocks(s: Snapshot, rep: Report) -> None:
+    """11. MRD blocks: stored blockers, WRAP_UP counts, and no task of a
+    blocked MRD offered while the blocking media was open."""
+    for x, cfg in sorted(s.mrds.items()):
+        want = sorted(b for b, c in s.mrds.items() if x in json.loads(c.get("blocks") or "[]"))
+        have = json.loads(cfg.get("blockers") or "[]")
+        if want != have:
+            rep.add(f"mrd {x}: blockers {have}, the MRDs whose blocks name it are {want}")
+    wrapped: dict[tuple[str, str], int] = {}
+    held: dict[str, list[dict[str, Any]]] = {}
+    for t in s.tasks.values():
+        if t["state"] == "WRAP_UP" and t.get("assignedTo"):
+            wrapped[(t["assignedTo"], t["mrdId"])] = wrapped.get((t["assignedTo"], t["mrdId"]), 0) + 1
+        if t["state"] == "ACTIVE" and t.get("assignedTo"):
+            held.setdefault(t["assignedTo"], []).append(t)
+    for aid, a in sorted(s.agents.items()):
+        for mrd in s.mrds:
+            if int(a.get(f"{mrd}|wu", 0)) != wrapped.get((aid, mrd), 0):
+                rep.add(f"agent {aid} mrd {mrd}: stored WRAP_UP count {a.get(f'{mrd}|wu', 0)}, "
+                        f"WRAP_UP tasks {wrapped.get((aid, mrd), 0)}")
+    for aid, ts in sorted(held.items()):
+        for blocker in ts:
+            cfg = s.mrds.get(blocker["mrdId"], {})
+            blocks = json.loads(cfg.get("blocks") or "[]")
+            # A media blocks from when it opened: reserved (rsv), or created
+            # ACTIVE (pull); judged only since the blocks last changed.
+            opened = [max(int(m["enqueueTime"]), int(blocker.get("rsv") or 0), int(cfg.get("blocksAt") or 0))
+                      for m in blocker["media"] if m["state"] != "CLOSED"]
+            if not blocks or not opened:
+                continue
+            for t in ts:
+                if t["mrdId"] in blocks and int(t.get("rsv") or 0) > min(opened):
+                    rep.add(f"agent {aid} was offered task {t['id']} of mrd {t['mrdId']} while holding "
+                            f"{blocker['id']} of mrd {blocker['mrdId']}, which blocks it")
+
+
 async def check(engine: Engine, *, overdue_ms: int | None = None, events: bool = True) -> Report:
     """Every invariant, in order, on the tenant's state as it is now."""
     s = await read(engine, clock=overdue_ms is not None)
@@ -403,6 +492,8 @@ async def check(engine: Engine, *, overdue_ms: int | None = None, events: bool =
     check_preferred(s, rep)
     await check_webhooks(engine, rep)
     await check_config(engine, s, rep)
+    check_policies(s, rep, overdue_ms)
+    check_blocks(s, rep)
     return rep
 
 
@@ -439,7 +530,7 @@ async def check_webhooks(engine: Engine, rep: Report) -> None:
         rep.add(f"due index lists webhook {wid}, which does not exist")
 
 
-_MRD_FIELDS = {"st", "rc", "n", "sh", "t", "la", "ov"}  # an agent's <mrd>|<field> (agent.lua)
+_MRD_FIELDS = {"st", "rc", "n", "sh", "t", "la", "ov", "wu"}  # an agent's <mrd>|<field> (agent.lua)
 
 
 async def check_config(engine: Engine, s: Snapshot, rep: Report) -> None:
