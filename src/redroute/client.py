@@ -17,7 +17,7 @@ from . import limits
 from .errors import BY_CODE, RedrouteError
 from .events.model import Event, decode_entry
 from .limits import DEFAULT_PAGE_LIMIT
-from .model import Agent, Mrd, Page, Queue, RoutingExplanation, Step, Task
+from .model import Agent, Mrd, Overflow, Page, Queue, RoutingExplanation, Step, Task
 from .webhooks.model import Delivery, Webhook
 
 MSGPACK = "application/msgpack"
@@ -132,10 +132,14 @@ class Client:
 
     async def put_mrd(self, mrd_id: str, *, max_requests: int = limits.DEFAULT_MAX_REQUESTS,
                       auto_join: bool = False, wrap_up_enabled: bool = False,
-                      wrap_up_timeout_ms: int = limits.DEFAULT_WRAP_UP_TIMEOUT_MS) -> Mrd:
-        _, d = await self.request("PUT", f"/v1/mrds/{mrd_id}", {
+                      wrap_up_timeout_ms: int = limits.DEFAULT_WRAP_UP_TIMEOUT_MS,
+                      blocks: list[str] | None = None) -> Mrd:
+        body: dict[str, Any] = {
             "maxRequests": max_requests, "autoJoin": auto_join,
-            "wrapUp": {"enabled": wrap_up_enabled, "timeoutMs": wrap_up_timeout_ms}})
+            "wrapUp": {"enabled": wrap_up_enabled, "timeoutMs": wrap_up_timeout_ms}}
+        if blocks is not None:
+            body["blocks"] = list(blocks)
+        _, d = await self.request("PUT", f"/v1/mrds/{mrd_id}", body)
         return Mrd.from_dict(d)
 
     async def get_mrd(self, mrd_id: str) -> Mrd:
@@ -147,7 +151,9 @@ class Client:
                         agent_selection_policy: str = "LONGEST_AVAILABLE",
                         service_level_threshold_ms: int = limits.DEFAULT_SERVICE_LEVEL_THRESHOLD_MS,
                         steps: list[Step] | list[dict[str, Any]] | None = None,
-                        route_to_last_agent_ms: int | None = None) -> Queue:
+                        route_to_last_agent_ms: int | None = None,
+                        priority_unit_ms: int | None = None, max_waiting: int | None = None,
+                        overflow: Overflow | dict[str, Any] | None = None) -> Queue:
         body: dict[str, Any] = {
             "mrdId": mrd_id, "agentRequestTtlMs": agent_request_ttl_ms, "agentSlaMs": agent_sla_ms,
             "agentSelectionPolicy": str(agent_selection_policy),
@@ -156,6 +162,12 @@ class Client:
             body["steps"] = [s.to_dict() if isinstance(s, Step) else s for s in steps]
         if route_to_last_agent_ms is not None:
             body["routeToLastAgent"] = {"timeoutMs": route_to_last_agent_ms}
+        if priority_unit_ms is not None:
+            body["priorityUnitMs"] = priority_unit_ms
+        if max_waiting is not None:
+            body["maxWaiting"] = max_waiting
+        if overflow is not None:
+            body["overflow"] = overflow.to_dict() if isinstance(overflow, Overflow) else overflow
         _, d = await self.request("PUT", f"/v1/queues/{queue_id}", body)
         return Queue.from_dict(d)
 
@@ -278,6 +290,11 @@ class Client:
                              reason_code: str | None = None) -> Task:
         _, d = await self.request("PUT", f"/v1/tasks/{task_id}/state",
                                   _drop_none({"name": str(name), "reasonCode": reason_code}))
+        return Task.from_dict(d)
+
+    async def set_task_priority(self, task_id: str, priority: int) -> Task:
+        """A waiting task's new priority (409 INVALID_TRANSITION if not waiting)."""
+        _, d = await self.request("PUT", f"/v1/tasks/{task_id}/priority", {"priority": priority})
         return Task.from_dict(d)
 
     async def get_task(self, task_id: str) -> Task:

@@ -57,7 +57,7 @@ async def put_mrd(c: Ctx) -> tuple[int, Any]:
     b: s.MrdBody = c.body
     m = await c.engine.put_mrd(c.path["mrdId"], max_requests=b.maxRequests, auto_join=b.autoJoin,
                                wrap_up_enabled=b.wrapUp.enabled,
-                               wrap_up_timeout_ms=b.wrapUp.timeoutMs)
+                               wrap_up_timeout_ms=b.wrapUp.timeoutMs, blocks=b.blocks)
     return 200, m.to_dict()
 
 
@@ -72,7 +72,9 @@ async def put_queue(c: Ctx) -> tuple[int, Any]:
         agent_sla_ms=b.agentSlaMs, agent_selection_policy=b.agentSelectionPolicy,
         service_level_threshold_ms=b.serviceLevelThresholdMs,
         steps=None if b.steps is None else [x.model_dump(exclude_none=True) for x in b.steps],
-        route_to_last_agent_ms=b.routeToLastAgent.timeoutMs if b.routeToLastAgent else None)
+        route_to_last_agent_ms=b.routeToLastAgent.timeoutMs if b.routeToLastAgent else None,
+        priority_unit_ms=b.priorityUnitMs, max_waiting=b.maxWaiting,
+        overflow=b.overflow.model_dump() if b.overflow else None)
     return 200, q.to_dict()
 
 
@@ -191,6 +193,11 @@ async def set_task_state(c: Ctx) -> tuple[int, Any]:
     b: s.TaskStateBody = c.body
     reason = b.reasonCode.value if b.reasonCode is not None else None
     return 200, _task(await c.engine.set_task_state(c.path["taskId"], b.name, reason))
+
+
+async def set_task_priority(c: Ctx) -> tuple[int, Any]:
+    b: s.TaskPriorityBody = c.body
+    return 200, _task(await c.engine.set_task_priority(c.path["taskId"], b.priority))
 
 
 async def get_task(c: Ctx) -> tuple[int, Any]:

@@ -1,7 +1,7 @@
 """RFC 9457 problem documents: the one error shape of the API.
 
 `code` is always one of the codes of docs/api.md, Errors (VALIDATION_ERROR, NOT_FOUND,
-INVALID_TRANSITION, REDIS_UNAVAILABLE), UNAUTHORIZED/FORBIDDEN when API keys
+INVALID_TRANSITION, QUEUE_FULL, REDIS_UNAVAILABLE), UNAUTHORIZED/FORBIDDEN when API keys
 are configured, plus INTERNAL for a 5xx that is a bug; the HTTP status says the rest (e.g. 413 or 415 carry VALIDATION_ERROR).
 """
 

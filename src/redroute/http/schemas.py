@@ -35,10 +35,14 @@ from ..limits import (
     DEFAULT_SERVICE_LEVEL_THRESHOLD_MS,
     DEFAULT_WRAP_UP_TIMEOUT_MS,
     MAX_AGENT_QUEUES,
+    MAX_BLOCKS,
     MAX_REQUESTS,
     PAGE_LIMIT,
+    MAX_WAITING,
+    OVERFLOW_AFTER_MS,
     PREFERRED_AGENT_TIMEOUT_MS,
     PRIORITY,
+    PRIORITY_UNIT_MS,
     ROUTE_TO_LAST_AGENT_MS,
     SERVICE_LEVEL_THRESHOLD_MS,
     STEP_TIMEOUT_MS,
@@ -107,6 +111,9 @@ class MrdBody(Body):
     maxRequests: int = _int(MAX_REQUESTS, default=DEFAULT_MAX_REQUESTS)
     autoJoin: bool = Field(False, strict=True)
     wrapUp: WrapUpBody = Field(default_factory=WrapUpBody)
+    blocks: list[Id] | None = Field(
+        None, max_length=MAX_BLOCKS, description="while an agent holds an open media of this MRD, "
+        "it is offered no new task of these MRDs (each must exist; not this one)")
 
 
 class StepBody(Body):
@@ -119,6 +126,12 @@ class StepBody(Body):
 
 class RouteToLastAgentBody(Body):
     timeoutMs: int = _int(ROUTE_TO_LAST_AGENT_MS, description="how long the last agent is preferred")
+
+
+class OverflowBody(Body):
+    afterMs: int = _int(OVERFLOW_AFTER_MS, description="a task still waiting this long after its "
+                        "enqueueTime moves to queueId")
+    queueId: Id = Field(description="the overflow queue: same MRD, no loop back")
 
 
 class QueueBody(Body):
@@ -134,6 +147,19 @@ class QueueBody(Body):
                                          description="precision routing: steps that relax over time")
     routeToLastAgent: RouteToLastAgentBody | None = Field(
         None, description="a PUSH prefers the agent that last accepted its conversation")
+    priorityUnitMs: int | None = _int(
+        PRIORITY_UNIT_MS, default=None, description="priority aging: waiting tasks are "
+        "ordered by enqueueTime - priority * priorityUnitMs; unset: strict priority")
+    maxWaiting: int | None = _int(MAX_WAITING, default=None,
+                                  description="a PUSH beyond this many waiting tasks is 409 "
+                                  "QUEUE_FULL, or goes to the overflow queue")
+    overflow: OverflowBody | None = None
+
+
+class TaskPriorityBody(Body):
+    """PUT /v1/tasks/{taskId}/priority"""
+
+    priority: int = _int(PRIORITY, description="higher is served first")
 
 
 class AgentBody(Body):
@@ -318,6 +344,7 @@ class MrdStatus(BaseModel):
     activeTasks: int
     maxRequests: int
     stateChangeTime: int
+    blockedBy: list[str] = Field(description="the MRDs whose open medias block this one now")
 
 
 class Agent(BaseModel):
@@ -339,6 +366,7 @@ class Mrd(BaseModel):
     maxRequests: int
     autoJoin: bool
     wrapUp: WrapUp
+    blocks: list[str] | None = Field(None, description="present when set")
 
 
 class Queue(BaseModel):
@@ -353,6 +381,9 @@ class Queue(BaseModel):
     agents: dict[str, int] | None = Field(None, description="reads only: member agents by MRD state")
     steps: list[StepBody] | None = Field(None, description="present when set")
     routeToLastAgent: RouteToLastAgentBody | None = Field(None, description="present when set")
+    priorityUnitMs: int | None = Field(None, description="present when set")
+    maxWaiting: int | None = Field(None, description="present when set")
+    overflow: OverflowBody | None = Field(None, description="present when set")
 
 
 class ListQuery(Body):
@@ -389,8 +420,8 @@ class ProblemDoc(BaseModel):
     title: str
     status: int
     detail: str
-    code: Literal["VALIDATION_ERROR", "NOT_FOUND", "INVALID_TRANSITION", "REDIS_UNAVAILABLE",
-                  "INTERNAL"]
+    code: Literal["VALIDATION_ERROR", "NOT_FOUND", "INVALID_TRANSITION", "QUEUE_FULL",
+                  "REDIS_UNAVAILABLE", "INTERNAL"]
     errors: list[JsonObject] | None = Field(None, description="validation errors, per field")
 
 
