@@ -70,6 +70,13 @@ def test_readme_curl_examples_work_as_written() -> None:
         (chat,) = [m for m in json.loads(by["/v1/agents/agent-7"])["mrdStates"]
                    if m["mrdId"] == "chat"]
         assert (chat["state"], chat["reasonCode"]) == ("NOT_READY", "RONA")
+        # Routing policies: the second request went to the overflow queue; the first was re-prioritised
+        first = json.loads(next(v for k, v in outputs.items() if '"c-50"' in k))
+        overflowed = json.loads(next(v for k, v in outputs.items() if '"c-51"' in k))
+        assert (first["queueId"], overflowed["queueId"]) == ("vip-chat", "tier2-chat")
+        assert json.loads(next(v for k, v in outputs.items() if "/priority" in k))["priority"] == 9
+        full = json.loads(next(v for k, v in outputs.items() if '"c-52"' in k))
+        assert full["code"] == "QUEUE_FULL"
 
 
 def section_blocks(title: str) -> list[list[str]]:

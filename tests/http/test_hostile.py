@@ -18,8 +18,7 @@ import msgpack
 from yarl import URL
 
 from redroute.http.routes import ROUTES
-from redroute.keys import HEARTBEAT
-from tests.support.http import Server, server_fixture  # noqa: F401
+from tests.support.http import Server, full_snapshot, server_fixture  # noqa: F401
 
 J = "application/json"
 M = "application/msgpack"
@@ -77,6 +76,7 @@ class Corpus:
             "setMediaState": {"state": "ACTIVE", "agentId": "a1"},
             "setTaskState": {"name": "CLOSED"},
             "putWebhook": {"url": "https://hooks.example.com/in", "secret": "s"},
+            "setTaskPriority": {"priority": 5},
         }
         # Fields (by kind) that each body operation has
         self.ids = {"putQueue": ["mrdId"], "setAgentState": ["mrdId"],
@@ -86,7 +86,9 @@ class Corpus:
                     "transfer": ["fromAgentId", "queueId", "agentId"],
                     "setMediaState": ["agentId"]}
         self.numbers = {"putMrd": ["maxRequests"], "putQueue": ["agentRequestTtlMs", "agentSlaMs",
-                                                                "serviceLevelThresholdMs"],
+                                                                "serviceLevelThresholdMs",
+                                                                "priorityUnitMs", "maxWaiting"],
+                        "setTaskPriority": ["priority"],
                         "pushTask": ["priority", "agentRequestTtlMs"],
                         "conference": ["agentSlaMs", "priority"], "transfer": ["agentSlaMs"]}
         self.enums = {"putQueue": ["agentSelectionPolicy"], "setAgentState": ["state"],
@@ -205,18 +207,6 @@ def _msgpack_with(valid: dict[str, Any], field: str, raw_value: bytes) -> bytes:
         out += msgpack.packb(k) + msgpack.packb(v)
     out += msgpack.packb(field) + raw_value
     return bytes(out)
-
-
-async def full_snapshot(srv: Server) -> dict[str, tuple[str, bytes | None]]:
-    """Every key: its type and DUMP (the server's own heartbeat excluded:
-    none runs in this fixture, but it may change legitimately)."""
-    out = {}
-    async for k in srv.redis.scan_iter(match="*", count=1000):
-        if k == HEARTBEAT:
-            continue
-        out[k] = (await srv.redis.type(k),
-                  await srv.redis.execute_command("DUMP", k, NEVER_DECODE=True))
-    return out
 
 
 async def test_hostile_corpus_changes_nothing(server: Server) -> None:

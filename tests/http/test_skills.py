@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import aiohttp
 import pytest
 
 from redroute.errors import NotFound, ValidationError
-from tests.support.http import Server, assert_invariants, server_fixture  # noqa: F401
+from tests.support.http import Server, assert_invariants, call, server_fixture  # noqa: F401
 
 STEPS = [{"expression": "english AND broadband >= 7", "timeoutMs": 20000},
          {"expression": "english AND broadband >= 4", "timeoutMs": 40000},
          {"expression": "english"}]
-
-
-async def call(srv: Server, method: str, path: str, body: object = None) -> tuple[int, object]:
-    async with aiohttp.ClientSession() as s, s.request(method, srv.url + path, json=body) as r:
-        return r.status, await r.json(content_type=None)
 
 
 async def test_queue_with_steps_routes_by_skill_and_shows_routing(server: Server) -> None:

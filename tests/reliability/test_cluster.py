@@ -260,6 +260,7 @@ async def scenario(api: Any) -> dict[str, int]:
     assert t2.assigned_to == "a2"
     t3 = await api.push_task("c-3", "later")
     assert t3.media.state == "QUEUED"
+    assert (await api.set_task_priority(t3.id, 5)).priority == 5  # still waits, for its TTL
     t2 = await until(lambda: api.get_task(t2.id), lambda t: t.state == "CLOSED")
     assert t2.reason_code == "RONA"
     assert mrd_state(await api.get_agent("a2"), "chat") == ("NOT_READY", "RONA")

@@ -40,7 +40,7 @@ from hypothesis.stateful import (
 
 from redroute import Engine
 from redroute.checks.invariants import check
-from redroute.errors import InvalidTransition, NotFound, ValidationError
+from redroute.errors import InvalidTransition, NotFound, QueueFull, ValidationError
 from redroute.model import Agent, Task
 from tests.support.center import pass_time, setup_center
 from tests.support.reference_model import (
@@ -68,7 +68,7 @@ MRDS = ("chat", "voice")
 QUEUES = {"sales": "chat", "support": "chat", "phone": "voice"}
 AGENTS = ("a1", "a2", "a3")
 CONVS = ("c1", "c2", "c3", "c4")
-REFUSALS = (InvalidTransition, NotFound, ValidationError)
+REFUSALS = (InvalidTransition, NotFound, ValidationError, QueueFull)
 
 
 def mostly(common: tuple[Any, ...], rare: Any) -> st.SearchStrategy[Any]:
@@ -94,17 +94,36 @@ def queue_steps(draw: st.DrawFn) -> tuple[tuple[str, int | None], ...] | None:
     return tuple((e, draw(units) if i < n - 1 else None) for i, e in enumerate(exprs))
 
 
+PRIORITY_UNITS = [None, None, UNIT_MS, 2 * UNIT_MS]
+MAX_WAITING = [None, None, None, 0, 1, 2]
+# Overflow targets: the other queue of the MRD, itself (a loop), a queue of
+# another MRD, or none at all.
+OVERFLOW_TARGETS = {"sales": ["support", "support", "sales", "phone", "nowhere"],
+                    "support": ["sales", "sales", "support", "phone"],
+                    "phone": ["phone", "sales"]}
+
+
+def overflows(queue: str) -> st.SearchStrategy[tuple[int, str] | None]:
+    return st.one_of(st.none(), st.none(),
+                     st.tuples(units, st.sampled_from(OVERFLOW_TARGETS[queue])))
+
+
 @st.composite
 def configs(draw: st.DrawFn) -> Config:
     mrds = {
         "chat": MrdConf(draw(st.sampled_from([1, 2, 2, 3])), draw(st.booleans()), draw(st.booleans()),
-                        draw(units)),
-        "voice": MrdConf(1, draw(st.booleans()), draw(st.booleans()), draw(units)),
+                        draw(units), draw(st.sampled_from([(), (), (), ("voice",)]))),
+        "voice": MrdConf(1, draw(st.booleans()), draw(st.booleans()), draw(units),
+                         draw(st.sampled_from([(), ("chat",)]))),
     }
+    # sales may overflow to support (the setup's order: support first).
     queues = {
         q: QueueConf(mrd, draw(st.integers(2, 6)) * UNIT_MS, draw(units),
                      draw(st.sampled_from(POLICIES)), draw(queue_steps()),
-                     draw(st.sampled_from([None, None, UNIT_MS, 2 * UNIT_MS])))
+                     draw(st.sampled_from([None, None, UNIT_MS, 2 * UNIT_MS])),
+                     draw(st.sampled_from(PRIORITY_UNITS)), draw(st.sampled_from(MAX_WAITING)),
+                     draw(st.one_of(st.none(), st.tuples(units, st.just("support"))))
+                     if q == "sales" else None)
         for q, mrd in QUEUES.items()
     }
     agents = {}
@@ -142,7 +161,8 @@ def agent_view(a: Agent) -> dict[str, Any]:
         "id": a.id, "state": str(a.state), "reasonCode": a.reason_code, "queues": a.queues,
         "maxRequests": a.max_requests,
         "mrdStates": [{"mrdId": m.mrd_id, "state": str(m.state), "reasonCode": m.reason_code,
-                       "activeTasks": m.active_tasks, "maxRequests": m.max_requests}
+                       "activeTasks": m.active_tasks, "maxRequests": m.max_requests,
+                       "blockedBy": m.blocked_by}
                       for m in a.mrd_states],
     }
 
@@ -174,7 +194,10 @@ def queue_args(c: QueueConf) -> dict[str, Any]:
     steps = None if c.steps is None else [
         {"expression": e, **({"timeoutMs": ms} if ms is not None else {})} for e, ms in c.steps]
     return dict(mrd_id=c.mrd, agent_request_ttl_ms=c.ttl_ms, agent_sla_ms=c.sla_ms,
-                agent_selection_policy=c.policy, steps=steps, route_to_last_agent_ms=c.rtla_ms)
+                agent_selection_policy=c.policy, steps=steps, route_to_last_agent_ms=c.rtla_ms,
+                priority_unit_ms=c.priority_unit_ms, max_waiting=c.max_waiting,
+                overflow=None if c.overflow is None else {"afterMs": c.overflow[0],
+                                                          "queueId": c.overflow[1]})
 
 
 class EngineMatchesModel(RuleBasedStateMachine):
@@ -216,8 +239,13 @@ class EngineMatchesModel(RuleBasedStateMachine):
             for m, c in cfg.mrds.items():
                 await self.engine.put_mrd(m, max_requests=c.max_requests, auto_join=c.auto_join,
                                           wrap_up_enabled=c.wrap_up, wrap_up_timeout_ms=c.wrap_up_ms)
-            for q, c in cfg.queues.items():
-                await self.engine.put_queue(q, **queue_args(c))
+            for m, c in cfg.mrds.items():  # every MRD exists before one names another
+                if c.blocks:
+                    await self.engine.put_mrd(m, max_requests=c.max_requests, auto_join=c.auto_join,
+                                              wrap_up_enabled=c.wrap_up, wrap_up_timeout_ms=c.wrap_up_ms,
+                                              blocks=list(c.blocks))
+            for q in sorted(cfg.queues, key=lambda q: cfg.queues[q].overflow is not None):
+                await self.engine.put_queue(q, **queue_args(cfg.queues[q]))
             for a, c in cfg.agents.items():
                 await self.engine.put_agent(a, queues=list(c.queues), max_requests=c.max_requests,
                                             attributes=c.attributes)
@@ -309,14 +337,40 @@ class EngineMatchesModel(RuleBasedStateMachine):
             assert agent_view(res[0]) == self.model.agent_view(agent)
 
     @rule(queue=st.sampled_from(sorted(QUEUES)), policy=st.sampled_from(POLICIES),
-          steps=queue_steps(), keep_steps=st.booleans())
-    def change_queue(self, queue: str, policy: str, steps: Any, keep_steps: bool) -> None:
+          steps=queue_steps(), keep_steps=st.booleans(), data=st.data())
+    def change_queue(self, queue: str, policy: str, steps: Any, keep_steps: bool,
+                     data: st.DataObject) -> None:
         old = self.model.cfg.queues.get(queue)
         if old is None:
             return  # deleted: queue_made_again makes it again
         conf = replace(old, policy=policy, steps=old.steps if keep_steps else steps)
+        if data.draw(st.booleans(), "routing policies"):
+            conf = replace(conf, priority_unit_ms=data.draw(st.sampled_from(PRIORITY_UNITS)),
+                           max_waiting=data.draw(st.sampled_from(MAX_WAITING)),
+                           overflow=data.draw(overflows(queue)))
         self.step("put_queue", lambda: self.engine.put_queue(queue, **queue_args(conf)),
                   lambda: self.model.put_queue(queue, conf))
+
+    @rule(n=st.integers(0, 99), priority=st.integers(0, 3), waiting=st.booleans())
+    def reprioritise(self, n: int, priority: int, waiting: bool) -> None:
+        """Mostly a waiting task; else any task (refused unless waiting)."""
+        tasks = self.tasks_where(lambda t: bool(t.parked)) if waiting else list(self.model.tasks.values())
+        tid = tasks[n % len(tasks)].id if tasks else "t-0"
+        res = self.step("reprioritise", lambda: self.engine.set_task_priority(tid, priority),
+                        lambda: self.model.set_task_priority(tid, priority))
+        if res:
+            self.same_task(*res)
+
+    @rule(mrd=st.sampled_from(MRDS), blocks=st.sampled_from([(), ("chat",), ("voice",), ("fax",)]))
+    def change_blocks(self, mrd: str, blocks: tuple[str, ...]) -> None:
+        c = self.model.cfg.mrds.get(mrd)
+        if c is None:
+            return  # deleted: mrd_made_again makes it again
+        self.step("put_mrd blocks",
+                  lambda: self.engine.put_mrd(mrd, max_requests=c.max_requests, auto_join=c.auto_join,
+                                              wrap_up_enabled=c.wrap_up, wrap_up_timeout_ms=c.wrap_up_ms,
+                                              blocks=list(blocks)),
+                  lambda: self.model.put_mrd_blocks(mrd, blocks))
 
     @rule(conv=st.sampled_from(CONVS), queue=st.sampled_from(sorted(QUEUES)),
           priority=st.integers(0, 3))
@@ -514,7 +568,7 @@ class EngineMatchesModel(RuleBasedStateMachine):
     def mrd_made_again(self, n: int) -> None:
         gone = sorted(set(MRDS) - set(self.model.cfg.mrds))
         m = gone[n % len(gone)]
-        c = self.original.mrds[m]
+        c = replace(self.original.mrds[m], blocks=())  # change_blocks sets them again
         self.step("mrd made again",
                   lambda: self.engine.put_mrd(m, max_requests=c.max_requests, auto_join=c.auto_join,
                                               wrap_up_enabled=c.wrap_up, wrap_up_timeout_ms=c.wrap_up_ms),

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 import redis.asyncio as aioredis
 from aiohttp import web
@@ -256,3 +257,19 @@ def stop_process(proc: subprocess.Popen, timeout: float = 20) -> bool:
         proc.kill()
         proc.wait()
         return False
+async def call(srv: Server, method: str, path: str, body: object = None) -> tuple[int, object]:
+    """One JSON request to the server: (status, decoded body)."""
+    async with aiohttp.ClientSession() as s, s.request(method, srv.url + path, json=body) as r:
+        return r.status, await r.json(content_type=None)
+
+
+async def full_snapshot(srv: Server) -> dict[str, tuple[str, bytes | None]]:
+    """Every key: its type and DUMP (the server's own heartbeat excluded:
+    none runs in this fixture, but it may change legitimately)."""
+    out = {}
+    async for k in srv.redis.scan_iter(match="*", count=1000):
+        if k == HEARTBEAT:
+            continue
+        out[k] = (await srv.redis.type(k),
+                  await srv.redis.execute_command("DUMP", k, NEVER_DECODE=True))
+    return out

@@ -25,6 +25,14 @@ task's step by age, with a deadline per next step; the selection policies
 as "the best of all" by (level, last available, id); preferred agents with
 their window deadline.
 
+Routing policies (docs/api.md, v2): a queue's waiting order by
+enqueueTime - priority * priorityUnitMs (a strict queue counting 10^10),
+compared across an agent's queues on that one scale; maxWaiting and the
+overflow chain of a PUSH; overflow by age with its deadline; re-prioritising
+a waiting task; MRD blocks (an agent holding an open media of a blocking
+MRD is not available on the MRDs it blocks, and takes their work at once
+when the block lifts).
+
 Ids. A task created takes the next number n of the tenant sequence (task
 t-n, its media m-n, request r-n unless it keeps one); a media added by a
 PULL takes the next number too. The model predicts them exactly.
@@ -35,10 +43,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from redroute.errors import InvalidTransition, NotFound, ValidationError
+from redroute.errors import InvalidTransition, NotFound, QueueFull, ValidationError
 from redroute.expressions import compile_expression, evaluate, skill_score
 
 UNIT_MS = 100_000
+STRICT_UNIT_MS = 10**10  # a queue without priorityUnitMs, on the aging scale
 DEFAULT_SLA_MS = 30_000  # a named-agent task whose conversation has no queue
 REASONS = {
     "RONA", "DONE", "RESPONSE_TIMEOUT", "NO_AGENT_AVAILABLE", "REROUTE", "CANCELLED",
@@ -61,6 +70,7 @@ class MrdConf:
     auto_join: bool
     wrap_up: bool
     wrap_up_ms: int
+    blocks: tuple[str, ...] = ()  # the MRDs an open media of this one blocks
 
 
 @dataclass(frozen=True)
@@ -71,6 +81,9 @@ class QueueConf:
     policy: str  # LONGEST_AVAILABLE, LEAST_ACTIVE, LEAST_LOADED, MOST_/LEAST_SKILLED
     steps: tuple[tuple[str, int | None], ...] | None = None  # (expression, timeoutMs)
     rtla_ms: int | None = None  # routeToLastAgent
+    priority_unit_ms: int | None = None  # aging; None: strict priority
+    max_waiting: int | None = None
+    overflow: tuple[int, str] | None = None  # (afterMs, queueId)
 
     def step_starts(self) -> list[int]:
         """Each step's start from enqueueTime: [0, t1, t1+t2, …]."""
@@ -141,6 +154,7 @@ class MTask:
     pref: str | None = None  # preferredAgentId
     pref_until: int | None = None  # model ms
     pref_off: bool = False  # the window ended early (the preferred agent let it go)
+    overflow_at: int | None = None  # model ms: its queue's overflow deadline while it waits
 
     @property
     def live(self) -> bool:
@@ -197,7 +211,14 @@ class Model:
     def waiting(self, queue: str) -> list[MTask]:
         """Tasks in the queue's waiting sets (not those waiting for a preferred agent)."""
         return sorted((t for t in self.tasks.values() if t.parked == "q" and t.queue == queue),
-                      key=wait_key)
+                      key=self.wait_key)
+
+    def wait_key(self, t: MTask) -> tuple[int, int]:
+        """Waiting order on the scale shared by every queue: enqueueTime less
+        priority times the queue's priorityUnitMs (10^10 for a strict queue,
+        which orders by priority, then the earlier request), then arrival."""
+        unit = self.cfg.queues[t.queue].priority_unit_ms or STRICT_UNIT_MS
+        return (t.enqueue - t.priority * unit, t.seq)
 
     def queued(self, queue: str) -> list[MTask]:
         """Every waiting task of the queue, preferred-only ones included."""
@@ -248,7 +269,14 @@ class Model:
 
     def available(self, agent: str, mrd: str) -> bool:
         return (self.agents[agent].state != "LOGOUT" and self.base(agent, mrd) == "READY"
-                and self.held(agent, mrd) < self.max_requests(agent, mrd))
+                and self.held(agent, mrd) < self.max_requests(agent, mrd)
+                and not self.blocked_by(agent, mrd))
+
+    def blocked_by(self, agent: str, mrd: str) -> list[str]:
+        """The MRDs blocking mrd for the agent: those whose blocks name it,
+        of which it holds an open media."""
+        return [b for b in sorted(self.cfg.mrds) if mrd in self.cfg.mrds[b].blocks
+                and any(t.open_media() for t in self.live_tasks(agent) if t.mrd == b)]
 
     def conversation_agents(self, conv: str, mrd: str) -> set[str]:
         """Agents already in a conversation on an MRD: never offered another
@@ -297,9 +325,27 @@ class Model:
 
     def _unqueue(self, t: MTask) -> None:
         t.parked = ""
-        for kind in ("ttl", "step", "pref"):
+        for kind in ("ttl", "step", "pref", "ovf"):
             self.timers.pop(f"{kind}|{t.id}", None)
-        t.next_step = None
+        t.next_step = t.overflow_at = None
+
+    def _overflow_due(self, t: MTask) -> str | None:
+        """The queue t overflows to now, if its queue's deadline passed."""
+        ovf = self.cfg.queues[t.queue].overflow
+        if ovf is not None and self.now >= t.enqueue + ovf[0]:
+            return ovf[1]
+        return None
+
+    def _overflow_move(self, t: MTask) -> bool:
+        """Along the overflow chain while each deadline has passed."""
+        moved = False
+        while (target := self._overflow_due(t)) is not None:
+            t.queue = target
+            m = t.media_in("QUEUED")
+            if m is not None:
+                m.queue = target
+            moved = True
+        return moved
 
     def _window_open(self, t: MTask) -> bool:
         return t.pref is not None and not t.pref_off and self.now < t.pref_until
@@ -313,6 +359,10 @@ class Model:
             if t.next_step is not None:
                 self.timers[f"step|{t.id}"] = t.next_step
         self.timers[f"ttl|{t.id}"] = t.ttl_deadline
+        ovf = self.cfg.queues[t.queue].overflow
+        if ovf is not None:
+            t.overflow_at = t.enqueue + ovf[0]
+            self.timers[f"ovf|{t.id}"] = t.overflow_at
 
     def _set_step(self, t: MTask) -> None:
         """The step t's age has reached in its queue, and the next one's start."""
@@ -354,6 +404,7 @@ class Model:
         return min(cands, key=lambda a: (self._score(a.id, q, t.queue), a.id)).id
 
     def _route_task(self, t: MTask) -> None:
+        self._overflow_move(t)
         self._set_step(t)
         if t.pref is not None and self._window_open(t):
             if self.available(t.pref, t.mrd) and t.pref not in self.conversation_agents(t.conv, t.mrd):
@@ -392,7 +443,7 @@ class Model:
                          for t in self.waiting(q) if self._may_offer(t, agent) and self.may_serve(agent, t)]
             if not cands:
                 return
-            best = min(cands, key=wait_key)
+            best = min(cands, key=self.wait_key)
             self._reserve(best, best.media_in("QUEUED"), agent)
 
     def _settle_count(self, agent: str | None, mrd: str) -> None:
@@ -401,10 +452,16 @@ class Model:
             self.agents[agent].mrds[mrd].base = "NOT_READY"
 
     def _freed(self, agent: str | None, mrd: str) -> None:
-        """After an agent got capacity back: it takes waiting work."""
+        """After an agent got capacity back: it takes waiting work, then
+        that of the MRDs a closed media of this one stopped blocking."""
         if agent:
             self._settle_count(agent, mrd)
             self._route_agent(agent, mrd)
+            self._lifted(agent, mrd)
+
+    def _lifted(self, agent: str, mrd: str) -> None:
+        for x in sorted(self.cfg.mrds[mrd].blocks):
+            self._route_agent(agent, x)
 
     def _close(self, t: MTask, reason: str) -> str | None:
         """Closes every open media and the task; returns its agent."""
@@ -432,7 +489,8 @@ class Model:
         t.state, t.reason = "WRAP_UP", reason
         if timeout_ms is not None:
             self.timers[f"wrap|{t.id}"] = self.now + timeout_ms
-        return t.assigned if freed > 0 else None
+        # (No slot freed, but the closed media may lift a block.)
+        return t.assigned if freed > 0 or self.cfg.mrds[t.mrd].blocks else None
 
     def _finish(self, t: MTask, reason: str) -> None:
         mrd = self.cfg.mrds[t.mrd]
@@ -449,6 +507,7 @@ class Model:
         if agent and reason == "RONA":  # not offered it again: NOT_READY until it says otherwise
             self._set_base(agent, t.mrd, "NOT_READY", "RONA")
             self._follow_mrds(agent, "RONA")
+            self._lifted(agent, t.mrd)
         if t.direction == "DIRECT_TRANSFER" or t.mode == "AGENT" or self.now >= t.ttl_deadline:
             self.no_agent.append(t.id)
             return
@@ -527,9 +586,16 @@ class Model:
             self._agent(preferred)
         elif q.rtla_ms is not None and direction == "INBOUND":
             preferred, preferred_ms = self._last_agent(conv), q.rtla_ms
+        ttl_ms = ttl_ms or q.ttl_ms
+        # A full queue: on along its overflow chain, else refused.
+        while q.max_waiting is not None and len(self.queued(queue)) >= q.max_waiting:
+            if q.overflow is None:
+                refuse(QueueFull, f"queue {queue} is full")
+            queue = q.overflow[1]
+            q = self.cfg.queues[queue]
         t = self._new_task(conv=conv, direction=direction, mode="QUEUE", queue=queue, mrd=q.mrd,
                            priority=priority, media_state="QUEUED", session=session or {},
-                           metadata=metadata or {}, ttl_ms=ttl_ms or q.ttl_ms)
+                           metadata=metadata or {}, ttl_ms=ttl_ms)
         if preferred is not None:
             t.pref, t.pref_until = preferred, self.now + (preferred_ms or 30_000)
         self._route_task(t)
@@ -544,16 +610,48 @@ class Model:
 
     def put_queue(self, queue: str, conf: QueueConf) -> None:
         """A new queue (no agent lists it yet, so nothing routes), or a
-        queue's policy, steps or routeToLastAgent changed (same MRD)."""
+        queue's policy, steps, routeToLastAgent or routing policies changed
+        (same MRD). An overflow queue must exist, share the MRD and not lead
+        back; a queue others overflow to keeps their MRD."""
         if conf.mrd not in self.cfg.mrds:
             refuse(NotFound, f"mrd {conf.mrd}")
         old = self.cfg.queues.get(queue)
+        if conf.overflow is not None:
+            target = conf.overflow[1]
+            if target == queue:
+                refuse(ValidationError, "overflow to itself")
+            if target not in self.cfg.queues:
+                refuse(NotFound, f"queue {target}")
+            if self.cfg.queues[target].mrd != conf.mrd:
+                refuse(ValidationError, "overflow to another MRD")
+            while target is not None:
+                if target == queue:
+                    refuse(ValidationError, "overflow loop")
+                ovf = self.cfg.queues[target].overflow
+                target = ovf[1] if ovf else None
+        if old is None or old.mrd != conf.mrd:
+            for other, c in self.cfg.queues.items():
+                if other != queue and c.overflow and c.overflow[1] == queue and c.mrd != conf.mrd:
+                    refuse(ValidationError, f"{other} overflows to {queue}")
         self.cfg.queues[queue] = conf
         if old is None:
             return
-        if old.policy == conf.policy and old.steps == conf.steps:
+        replace = (old.priority_unit_ms, old.overflow) != (conf.priority_unit_ms, conf.overflow)
+        if old.policy == conf.policy and old.steps == conf.steps and not replace:
             return
-        if old.steps != conf.steps:
+        if replace:
+            # Every waiting task placed again (score, overflow deadline), in
+            # enqueue order (then id, as text); one past its new deadline moves on.
+            for t in sorted(self.queued(queue), key=lambda t: (t.enqueue, t.id)):
+                if not t.parked:
+                    continue  # (reserved meanwhile by an overflow before it)
+                self._unqueue(t)
+                if self._overflow_due(t) is not None:
+                    self._route_task(t)
+                else:
+                    self._set_step(t)
+                    self._park(t)
+        elif old.steps != conf.steps:
             for t in self.queued(queue):
                 before = (t.step, t.steps, t.next_step)
                 parked = t.parked
@@ -581,6 +679,32 @@ class Model:
                     if not self.waiting(qid):
                         break
                     self._route_agent(a, mrd)
+
+    def set_task_priority(self, task_id: str, priority: int) -> MTask:
+        """A waiting task takes the place its new priority gives it."""
+        if not 0 <= priority <= 100:
+            refuse(ValidationError, "priority")
+        t = self._task(task_id)
+        if t.state != "ACTIVE" or not t.parked:
+            refuse(InvalidTransition, "not waiting")
+        self._unqueue(t)
+        t.priority = priority
+        self._set_step(t)
+        self._park(t)
+        return t
+
+    def put_mrd_blocks(self, mrd: str, blocks: tuple[str, ...]) -> None:
+        """An MRD's blocks change: agents whose block lifts take work."""
+        if mrd in blocks:
+            refuse(ValidationError, "an MRD cannot block itself")
+        for x in blocks:
+            if x not in self.cfg.mrds:
+                refuse(NotFound, f"mrd {x}")
+        old = self.cfg.mrds[mrd]
+        self.cfg.mrds[mrd] = MrdConf(old.max_requests, old.auto_join, old.wrap_up, old.wrap_up_ms,
+                                     tuple(sorted(set(blocks))))
+        for x in sorted(set(old.blocks) ^ set(blocks)):
+            self._route_available(x)
 
     def accept(self, task_id: str, media_id: str, agent: str | None) -> MTask:
         t = self._task(task_id)
@@ -806,6 +930,8 @@ class Model:
             refuse(NotFound, f"queue {queue}")
         if any(queue in a.queues for a in self.agents.values()):
             refuse(InvalidTransition, f"agents list queue {queue}")
+        if any(c.overflow and c.overflow[1] == queue for q, c in self.cfg.queues.items() if q != queue):
+            refuse(InvalidTransition, f"queue {queue} is an overflow queue")
         if self.queued(queue) or any(t.live and t.queue == queue and t.media_in("RESERVED")
                                       for t in self.tasks.values()):
             refuse(InvalidTransition, f"queue {queue} has waiting or reserved tasks")
@@ -818,6 +944,8 @@ class Model:
             refuse(NotFound, f"mrd {mrd}")
         if any(q.mrd == mrd for q in self.cfg.queues.values()):
             refuse(InvalidTransition, f"queues use mrd {mrd}")
+        if any(mrd in c.blocks for c in self.cfg.mrds.values()):
+            refuse(InvalidTransition, f"mrd {mrd} is blocked by another")
         if any(self.held(a, mrd) for a in self.agents):
             refuse(InvalidTransition, f"agents hold tasks on mrd {mrd}")
         del self.cfg.mrds[mrd]
@@ -832,6 +960,10 @@ class Model:
         due = sorted((at, member) for member, at in self.timers.items() if at <= self.now)
         fired = 0
         for _, member in due:
+            # Removed, or set again for later, by an earlier deadline of this pass: not due.
+            at = self.timers.get(member)
+            if at is None or at > self.now:
+                continue
             self.timers.pop(member, None)
             kind, tid, *rest = member.split("|")
             t = self.tasks.get(tid)
@@ -849,6 +981,10 @@ class Model:
                 fired += 1
             elif (kind == "step" and t.parked == "q") or (kind == "pref" and t.parked == "p"):
                 self._restep(t)
+                fired += 1
+            elif kind == "ovf" and t.parked and self._overflow_due(t) is not None:
+                self._unqueue(t)
+                self._route_task(t)
                 fired += 1
         return fired
 
@@ -874,7 +1010,8 @@ class Model:
             "maxRequests": dict(a.overrides),
             "mrdStates": [{"mrdId": m, "state": self.shown(agent, m), "reasonCode": a.mrds[m].reason,
                            "activeTasks": self.held(agent, m),
-                           "maxRequests": self.max_requests(agent, m)}
+                           "maxRequests": self.max_requests(agent, m),
+                           "blockedBy": self.blocked_by(agent, m)}
                           for m in sorted(self.cfg.mrds)],
         }
 
@@ -891,8 +1028,3 @@ class Model:
         """List order: oldest first, then by id number."""
         return sorted(tasks, key=lambda t: (t.created, t.seq))
 
-
-def wait_key(t: MTask) -> tuple[int, int, int]:
-    """Waiting order: higher priority first, then the earlier request, then
-    arrival."""
-    return (-t.priority, t.enqueue, t.seq)
