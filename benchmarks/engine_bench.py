@@ -183,32 +183,39 @@ async def pipelined_ops(engine: Engine, raw: RawScripts, redis: aioredis.Redis, 
     rows.append(await measured(redis, "close", n, lambda: pipelined(
         redis, tasks, lambda p, t: raw.close(p, t[0], t[1]), depth, concurrency)))
 
-    async def lifecycles() -> None:
-        chunks = [list(range(i, min(i + depth, n))) for i in range(0, n, depth)]
-        chunks.reverse()
-
-        async def worker() -> None:
-            while chunks:
-                chunk = chunks.pop()
-                pipe = redis.pipeline(transaction=False)
-                for i in chunk:
-                    raw.push(pipe, f"l-{i}", "sales")
-                ts = [task_ids(r) for r in await pipe.execute()]
-                pipe = redis.pipeline(transaction=False)
-                for t in ts:
-                    raw.accept(pipe, t[0], t[1])
-                await pipe.execute()
-                pipe = redis.pipeline(transaction=False)
-                for t in ts:
-                    raw.close(pipe, t[0], t[1])
-                for r in await pipe.execute():
-                    if '"state":{"name":"CLOSED"' not in r:
-                        raise RuntimeError("lifecycle: a task did not close")
-
-        await asyncio.gather(*[worker() for _ in range(concurrency)])
-
-    rows.append(await measured(redis, "lifecycle", 3 * n, lifecycles))
+    rows.append(await measured(redis, "lifecycle", 3 * n, lambda: pipelined_lifecycles(
+        redis, raw, "l", n, depth, concurrency)))
     return rows
+
+
+async def pipelined_lifecycles(redis: aioredis.Redis, raw: RawScripts, tag: str, n: int, depth: int,
+                               concurrency: int) -> None:
+    """n lifecycles on queue "sales" (push that reserves, accept, close), each
+    step `depth` tasks per pipeline over `concurrency` connections."""
+    chunks = [list(range(i, min(i + depth, n))) for i in range(0, n, depth)]
+    chunks.reverse()
+
+    async def worker() -> None:
+        while chunks:
+            chunk = chunks.pop()
+            pipe = redis.pipeline(transaction=False)
+            for i in chunk:
+                raw.push(pipe, f"{tag}-{i}", "sales")
+            ts = [task_ids(r) for r in await pipe.execute()]
+            if any(t[3] != "RESERVED" for t in ts):
+                raise RuntimeError("lifecycle: a push did not reserve")
+            pipe = redis.pipeline(transaction=False)
+            for t in ts:
+                raw.accept(pipe, t[0], t[1])
+            await pipe.execute()
+            pipe = redis.pipeline(transaction=False)
+            for t in ts:
+                raw.close(pipe, t[0], t[1])
+            for r in await pipe.execute():
+                if '"state":{"name":"CLOSED"' not in r:
+                    raise RuntimeError("lifecycle: a task did not close")
+
+    await asyncio.gather(*[worker() for _ in range(concurrency)])
 
 
 def add_ratios(rows: list[dict[str, Any]]) -> None:

@@ -18,6 +18,7 @@ run on the other cores. Sections (see each module's docstring):
   peer         saq_bench.py     saq's enqueue -> pick -> complete vs redroute's lifecycle
   skills       skills_bench.py  decision cost with 10 steps, small vs large; lifecycle with 3 steps vs none
   webhooks     webhooks_bench.py deliveries/s to a local receiver vs bare POSTs; step -> receiver latency
+  policies     policies_bench.py decision cost with aging and blocking; lifecycle with vs without
 
 The targets are reported met or missed; they never change the exit code.
 The exit code is non-zero only when a section broke (an exception).
@@ -39,6 +40,7 @@ import engine_bench
 import events_bench
 import http_bench
 import lua_profile
+import policies_bench
 import saq_bench
 import scaling_bench
 import skills_bench
@@ -66,6 +68,7 @@ SECTIONS = {
     "peer": (saq_bench.run, saq_bench.table, "Peer: saq on the same Redis"),
     "skills": (skills_bench.run, skills_bench.table, "Skills: queue steps"),
     "webhooks": (webhooks_bench.run, webhooks_bench.table, "Webhook delivery"),
+    "policies": (policies_bench.run, policies_bench.table, "Routing policies: aging, overflow, blocks"),
 }
 DOCS = ROOT.parent / "docs" / "benchmarks"
 
@@ -158,6 +161,15 @@ def targets(s: dict[str, Any]) -> list[dict[str, Any]]:
     v = _get(s.get("peer", {}), "rate_ratio")
     add("peer_saq", "redroute lifecycles/s ÷ saq's (same Redis, same in-flight calls)", ">= 5", v,
         ge(v, 5.0), "x")
+
+    pol = s.get("policies", {})
+    rw = pol.get("ratio_waiting") or {}
+    v = rw.get("ready_takes_task_script")
+    add("policies_scaling_waiting", f"decision cost with aging and blocking, {rw.get('to')} vs "
+        f"{rw.get('from')} waiting tasks (script µs)", "<= 1.5", v, le(v, 1.5), "x")
+    v = _get(pol, "lifecycle", "rate_ratio")
+    add("policies_lifecycle", "lifecycle scripts/s with the routing policies ÷ without (same run, "
+        "alternating rounds)", ">= 0.90", v, ge(v, 0.90), "x")
     return out
 
 

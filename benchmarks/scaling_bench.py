@@ -22,7 +22,9 @@ event stream (MEMORY USAGE of the stream key) and the rest (state).
 from __future__ import annotations
 
 import asyncio
+import json
 import statistics
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -62,24 +64,39 @@ def mem_delta(before: tuple[int, int], after: tuple[int, int], n: int) -> dict[s
     return {"bytes_total": total, "bytes_stream": stream, "bytes_state": total - stream, "added": n}
 
 
-async def waiting_sweep(redis: aioredis.Redis, levels: list[int], rounds: int,
-                        k_max: int, settle: float) -> list[dict[str, Any]]:
-    await redis.flushall()
-    await load_scripts(redis)
-    engine = Engine(redis, "scale-w")
-    raw = RawScripts(engine)
+async def one_queue(engine: Engine) -> None:
+    """The plain configuration: MRD chat (maxRequests 1), queue q, strict priority."""
     await engine.put_mrd("chat", max_requests=1)
     await engine.put_queue("q", mrd_id="chat", agent_request_ttl_ms=7 * DAY_MS, agent_sla_ms=DAY_MS)
+
+
+def push_to_q(raw: RawScripts, pipe: Any, cid: str, i: int) -> None:
+    raw.push(pipe, cid, "q")
+
+
+async def waiting_sweep(redis: aioredis.Redis, levels: list[int], rounds: int,
+                        k_max: int, settle: float, *,
+                        configure: Callable[[Engine], Awaitable[None]] = one_queue,
+                        queues: tuple[str, ...] = ("q",),
+                        add_task: Callable[[RawScripts, Any, str, int], None] = push_to_q,
+                        tenant: str = "scale-w") -> list[dict[str, Any]]:
+    """configure: the tenant's MRDs and queues; queues: those every agent
+    serves (the waiting tasks are spread over them by add_task(raw, pipe, cid, i))."""
+    await redis.flushall()
+    await load_scripts(redis)
+    engine = Engine(redis, tenant)
+    raw = RawScripts(engine)
+    await configure(engine)
     k_all = k_max
     pipe = redis.pipeline(transaction=False)
     for i in range(k_all):
-        raw.add(pipe, "put_agent", f"d{i}", '["q"]', "{}", "{}")
+        raw.add(pipe, "put_agent", f"d{i}", json.dumps(list(queues)), "{}", "{}")
     await pipe.execute()
     out = []
     loaded = 0
     for w in levels:
         before = await used_memory(redis, engine)
-        await pipelined(redis, list(range(loaded, w)), lambda p, i: raw.push(p, f"w-{i}", "q"), 128, 4)
+        await pipelined(redis, list(range(loaded, w)), lambda p, i: add_task(raw, p, f"w-{i}", i), 128, 4)
         mem = mem_delta(before, await used_memory(redis, engine), w - loaded)
         loaded = w
         await asyncio.sleep(settle)  # let Redis finish growing its tables (incremental rehash)
@@ -111,9 +128,9 @@ async def waiting_sweep(redis: aioredis.Redis, levels: list[int], rounds: int,
             for tid in held:
                 raw.add(pipe, "set_task_state", tid, "CLOSED", "FORCE_CLOSED")
             for i in range(len(held)):
-                raw.push(pipe, f"w-{w}-{r}-{i}", "q")
+                add_task(raw, pipe, f"w-{w}-{r}-{i}", i)
             await pipe.execute()
-        waiting = await redis.zcard(engine.keys.q_waiting("q"))
+        waiting = sum([await redis.zcard(engine.keys.q_waiting(q)) for q in queues])
         if waiting != w:
             raise RuntimeError(f"waiting sweep: {waiting} tasks wait, expected {w}")
 
@@ -122,7 +139,7 @@ async def waiting_sweep(redis: aioredis.Redis, levels: list[int], rounds: int,
             async def push(r: int = r, w: int = w, k: int = k) -> int:
                 pipe = redis.pipeline(transaction=False)
                 for i in range(k):
-                    raw.push(pipe, f"x-{w}-{r}-{i}", "q")
+                    add_task(raw, pipe, f"x-{w}-{r}-{i}", i)
                 await pipe.execute()
                 return k
 
