@@ -273,11 +273,14 @@ local function agent_mrd_hold_over(a, mrd)
   end
 end
 
--- The agent's open medias on MRD b changed: the MRDs b blocks enter or
--- leave its indexes; those it may take again are recorded in a.lifted.
-local function agent_mrd_blocks_follow(a, b)
+-- The agent's open medias on MRD b changed (was_open: whether it held any
+-- before): the MRDs b blocks enter or leave its indexes; those it may take
+-- again are recorded in a.lifted, and a.blocks_shown says its blockedBy
+-- changed (the caller publishes the agent).
+local function agent_mrd_blocks_follow(a, b, was_open)
   local m = mrd_get(b)
   if not (m and m.blocks) then return end
+  if was_open ~= (agent_mrd_open(a, b) > 0) then a.blocks_shown = true end
   for _, x in ipairs(m.blocks) do
     agent_reindex(a, x)
     if agent_available(a, x) then
@@ -289,6 +292,7 @@ end
 
 -- One more (delta 1) or one less (delta -1) slot in use on the MRD.
 local function agent_mrd_count_add(a, mrd, delta)
+  local was_open = agent_mrd_open(a, mrd) > 0
   local n = agent_mrd_count(a, mrd) + delta
   agent_set(a, mrd .. '|n', n)
   local ov = tonumber(a.f[mrd .. '|ov'] or '')
@@ -302,14 +306,15 @@ local function agent_mrd_count_add(a, mrd, delta)
   if delta > 0 then agent_set(a, mrd .. '|la', now_ms()) end
   if n == 0 and agent_mrd_base(a, mrd) == 'PENDING_NOT_READY' then agent_set(a, mrd .. '|st', 'NOT_READY') end
   agent_mrd_commit(a, mrd)
-  agent_mrd_blocks_follow(a, mrd)
+  agent_mrd_blocks_follow(a, mrd, was_open)
 end
 
 -- One more (delta 1) or one less (delta -1) WRAP_UP task among the slots.
 local function agent_mrd_wrap_add(a, mrd, delta)
+  local was_open = agent_mrd_open(a, mrd) > 0
   -- (A task wrapped up before this count existed must not take it below 0.)
   agent_set(a, mrd .. '|wu', math.max(0, tonumber(a.f[mrd .. '|wu'] or '0') + delta))
-  agent_mrd_blocks_follow(a, mrd)
+  agent_mrd_blocks_follow(a, mrd, was_open)
 end
 
 
@@ -346,6 +351,7 @@ local function agent_json(a)
 end
 
 local function emit_agent(a)
+  a.blocks_shown = nil
   emit('AGENT_STATE_CHANGED', '{"agent":' .. agent_json(a) .. '}')
 end
 

@@ -118,8 +118,9 @@ local function task_wrap(t, reason, timeout_ms)
     agent_mrd_count_add(a, t.mrdId, -freed)
     return a
   end
-  -- (No slot freed, but a block its media held may be lifted.)
-  if a and a.lifted then return a end
+  -- (No slot freed, but its closed media may have lifted a block: the agent
+  -- shows it, and takes what it now may.)
+  if a and (a.lifted or a.blocks_shown) then return a end
   return nil
 end
 

@@ -482,6 +482,19 @@ async def test_the_block_lifts_when_the_media_closes_even_if_wrap_up_follows(eng
     assert (await engine.get_task(chat.id)).assigned_to == "a1"
 
 
+async def test_the_agent_is_published_when_a_block_lifts_even_if_it_takes_nothing(engine: Engine):
+    await blocking_center(engine)
+    await engine.put_mrd("voice", blocks=["chat"], wrap_up_enabled=True)
+    call = await engine.push_task("call", "calls")
+    call = await engine.accept(call.id, call.media.id, "a1")
+    await engine.set_agent_state("a1", "NOT_READY", mrd_id="chat")
+    log = EventLog(engine)
+    await log.skip()
+    await engine.close_media(call.id, call.media.id)  # WRAP_UP: the voice slot stays held
+    agents = [e.agent for e in await log.take() if e.agent is not None]
+    assert agents and [m["blockedBy"] for m in agents[-1]["mrdStates"] if m["mrdId"] == "chat"] == [[]]
+
+
 async def test_a_reservation_that_ends_in_rona_lifts_the_block(engine: Engine):
     await blocking_center(engine)
     await engine.push_task("call", "calls")
