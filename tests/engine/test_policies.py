@@ -3,6 +3,8 @@ and on a full queue, re-prioritising a waiting task, and MRD blocks."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from redroute import Engine, InvalidTransition, NotFound, QueueFull, ValidationError
@@ -540,3 +542,65 @@ async def test_invariants_see_a_blocked_agent_left_in_an_index(engine: Engine):
     report = await check(engine, events=False)
     assert any("availability index" in v for v in report.violations)
     await engine.redis.zrem(engine.keys.q_avail("sales"), "a1")
+
+
+# Hostile values: refused, nothing changed
+
+BAD_CALLS = [
+    *[("put_queue", {"priority_unit_ms": v}) for v in (0, -1, 10**10 + 1, True, "60000", 1.5, [])],
+    *[("put_queue", {"max_waiting": v}) for v in (-1, 1_000_001, False, "5", 0.5)],
+    *[("put_queue", {"overflow": v}) for v in (
+        {}, {"afterMs": 1000}, {"afterMs": 1000, "queueId": "tier2", "x": 1}, {"afterMs": 0, "queueId": "tier2"},
+        {"afterMs": "1000", "queueId": "tier2"}, {"afterMs": 1000, "queueId": "a:b"},
+        {"afterMs": 1000, "queueId": "{t}"}, {"afterMs": 1000, "queueId": "sales"}, "tier2", 5)],
+    *[("put_mrd", {"blocks": v}) for v in ("chat", ["a:b"], ["{x}"], [""], [1], ["voice"], [f"m{i}" for i in range(65)])],
+    *[("set_task_priority", {"priority": v}) for v in (-1, 101, True, "5", 1.5, None)],
+]
+
+
+async def keyspace(engine: Engine) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for k in await engine.redis.keys("*"):
+        out[k] = (await engine.redis.type(k), await engine.redis.dump(k))
+    return out
+
+
+@pytest.mark.parametrize(("op", "kw"), BAD_CALLS, ids=[f"{op}-{kw!r:.40}" for op, kw in BAD_CALLS])
+async def test_hostile_values_of_the_new_fields_are_refused_and_change_nothing(engine: Engine, op: str, kw: dict):
+    await overflow_center(engine)
+    await engine.put_mrd("voice")
+    t = await engine.push_task("c1", "sales")
+    before = await keyspace(engine)
+    with pytest.raises(ValidationError):
+        if op == "put_queue":
+            await engine.put_queue("sales", mrd_id="chat", **kw)
+        elif op == "put_mrd":
+            await engine.put_mrd("voice", **kw)
+        else:
+            await engine.set_task_priority(t.id, **kw)
+    assert await keyspace(engine) == before
+
+
+async def test_invariants_see_a_waiting_task_without_its_overflow_deadline(engine: Engine):
+    await overflow_center(engine)
+    t = await engine.push_task("c1", "sales")
+    await engine.redis.zrem(engine.keys.timers, f"ovf|{t.id}")
+    report = await check(engine, events=False)
+    assert any("without its overflow deadline" in v for v in report.violations)
+    await engine.redis.zadd(engine.keys.timers, {f"ovf|{t.id}": t.enqueue_time + 2 * MINUTE})
+
+
+async def test_invariants_see_an_agent_offered_a_task_of_an_mrd_it_is_blocked_on(engine: Engine):
+    await blocking_center(engine)
+    chat = await engine.push_task("chat", "sales")  # offered before the call: allowed
+    await engine.advance_clock(10)
+    await engine.push_task("call", "calls")
+    assert (await check(engine, events=False)).ok
+    raw = json.loads(await engine.redis.get(engine.keys.task(chat.id)))
+    stamp = raw["rsv"]
+    raw["rsv"] = str(int(stamp) + 60_000)  # as if offered while the call was open
+    await engine.redis.set(engine.keys.task(chat.id), json.dumps(raw))
+    report = await check(engine, events=False)
+    assert any("which blocks it" in v for v in report.violations)
+    raw["rsv"] = stamp
+    await engine.redis.set(engine.keys.task(chat.id), json.dumps(raw))
