@@ -604,3 +604,25 @@ async def test_invariants_see_an_agent_offered_a_task_of_an_mrd_it_is_blocked_on
     assert any("which blocks it" in v for v in report.violations)
     raw["rsv"] = stamp
     await engine.redis.set(engine.keys.task(chat.id), json.dumps(raw))
+
+
+# Deletion
+
+
+async def test_a_queue_others_overflow_to_cannot_be_deleted(engine: Engine):
+    await overflow_center(engine)
+    await engine.put_agent("a2", queues=[])
+    with pytest.raises(InvalidTransition, match="overflow queue of queues sales"):
+        await engine.delete_queue("tier2")
+    await engine.put_queue("sales", mrd_id="chat")
+    await engine.delete_queue("tier2")
+
+
+async def test_an_mrd_another_blocks_cannot_be_deleted_and_a_deleted_one_stops_blocking(engine: Engine):
+    await engine.put_mrd("chat")
+    await engine.put_mrd("voice", blocks=["chat"])
+    with pytest.raises(InvalidTransition, match="blocked by mrds voice"):
+        await engine.delete_mrd("chat")
+    await engine.delete_mrd("voice")
+    assert "voice" not in [m.mrd_id for m in (await engine.put_agent("a1")).mrd_states]
+    await engine.delete_mrd("chat")
