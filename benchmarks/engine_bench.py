@@ -24,21 +24,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import time
 from typing import Any
 
 import redis.asyncio as aioredis
 from harness import (
-    RESULTS,
     RawScripts,
     RedisCounters,
-    cpu_split,
-    describe_split,
     load_scripts,
-    machine,
     pipelined,
-    start_redis,
+    run_alone,
     task_ids,
 )
 
@@ -266,20 +260,7 @@ async def main() -> None:
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--depth", type=int, default=32)
     args = ap.parse_args()
-    split = cpu_split()
-    server = start_redis(split["pinned"])
-    try:
-        result = await run(server.url, args.quick, args.concurrency, args.depth)
-    finally:
-        server.stop()
-    result.update(benchmark="engine", date=time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-                  mode="quick" if args.quick else "full", machine=machine(split))
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"engine{'-quick' if args.quick else ''}.json"
-    path.write_text(json.dumps(result, indent=2))
-    print(describe_split(split))
-    print(table(result))
-    print(f"written to {path}")
+    await run_alone("engine", run, table, args.quick, concurrency=args.concurrency, depth=args.depth)
 
 
 if __name__ == "__main__":

@@ -276,6 +276,25 @@ class RawScripts:
         self.add(pipe, "noop")
 
 
+async def run_alone(name: str, run: Any, table: Any, quick: bool, **kw: Any) -> None:
+    """A section run on its own (python benchmarks/<name>_bench.py): its own
+    pinned redis-server, the table printed, the result in results/<name>[-quick].json."""
+    split = cpu_split()
+    server = start_redis(split["pinned"])
+    try:
+        result = await run(server.url, quick, **kw)
+    finally:
+        server.stop()
+    result.update(benchmark=name, date=time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+                  mode="quick" if quick else "full", machine=machine(split))
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{name}{'-quick' if quick else ''}.json"
+    path.write_text(json.dumps(result, indent=2))
+    print(describe_split(split))
+    print(table(result))
+    print(f"written to {path}")
+
+
 async def load_scripts(redis: aioredis.Redis) -> None:
     await default_runner().load_all(redis)
 

@@ -22,23 +22,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import statistics
-import time
 from typing import Any
 
 import redis.asyncio as aioredis
 from engine_bench import pipelined_lifecycles
 from harness import (
-    RESULTS,
     RawScripts,
     RedisCounters,
-    cpu_split,
-    describe_split,
     load_scripts,
-    machine,
     pipelined,
-    start_redis,
+    run_alone,
 )
 from scaling_bench import waiting_sweep
 
@@ -169,21 +163,7 @@ def table(r: dict[str, Any]) -> str:
 async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small counts, for CI")
-    args = ap.parse_args()
-    split = cpu_split()
-    server = start_redis(split["pinned"])
-    try:
-        result = await run(server.url, args.quick)
-    finally:
-        server.stop()
-    result.update(benchmark="policies", date=time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-                  mode="quick" if args.quick else "full", machine=machine(split))
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"policies{'-quick' if args.quick else ''}.json"
-    path.write_text(json.dumps(result, indent=2))
-    print(describe_split(split))
-    print(table(result))
-    print(f"written to {path}")
+    await run_alone("policies", run, table, ap.parse_args().quick)
 
 
 if __name__ == "__main__":
