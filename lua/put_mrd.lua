@@ -26,14 +26,20 @@
 return run(function()
   local id = A[1]
   local old = mrd_get(id)
-  local blocks = A[6] ~= '' and cjson.decode(A[6]) or {}
+  -- (A caller of the v1 arguments only sets no blocks.)
+  local blocks_json = A[6] or ''
+  local blocks = blocks_json ~= '' and cjson.decode(blocks_json) or {}
   for _, x in ipairs(blocks) do
     mrd_must(x)
   end
   local old_blocks = (old and old.blocks) or {}
   redis.call('HSET', key('mrd', id), 'maxRequests', A[2], 'autoJoin', A[3], 'wrapUp', A[4],
     'wrapUpTimeoutMs', A[5])
-  if A[6] ~= '' then redis.call('HSET', key('mrd', id), 'blocks', A[6]) else redis.call('HDEL', key('mrd', id), 'blocks') end
+  if blocks_json ~= '' then
+    redis.call('HSET', key('mrd', id), 'blocks', blocks_json)
+  else
+    redis.call('HDEL', key('mrd', id), 'blocks')
+  end
   config_add('mrds', id)
   -- The MRDs whose block by this one changes.
   local changed, now_in = {}, {}

@@ -626,3 +626,12 @@ async def test_an_mrd_another_blocks_cannot_be_deleted_and_a_deleted_one_stops_b
     await engine.delete_mrd("voice")
     assert "voice" not in [m.mrd_id for m in (await engine.put_agent("a1")).mrd_states]
     await engine.delete_mrd("chat")
+
+
+async def test_put_scripts_called_with_the_v1_arguments_only_set_no_policies(engine: Engine):
+    # (Benchmarks and older callers send the v1 arguments alone.)
+    await engine.call("put_mrd", "chat", 1, 0, 0, 60_000)
+    await engine.call("put_queue", "sales", "chat", 300_000, 30_000, "LONGEST_AVAILABLE", 20_000)
+    assert (await engine.get_mrd("chat")).blocks is None
+    q = await engine.get_queue("sales")
+    assert (q.priority_unit_ms, q.max_waiting, q.overflow) == (None, None, None)
