@@ -2,9 +2,11 @@
 installed by the two commands the Dockerfile runs (tests/support/wheel.py),
 in a fresh venv, run from outside the source tree.
 
-1. The wheel holds every package and Lua script of the source tree.
+1. The wheel holds every package, its package data (the wallboard page) and
+   every Lua script of the source tree.
 2. `redroute serve` from it, on the embedded backend: a whole lifecycle over
-   HTTP (MRD, queue, agent READY, push, accept, close) and an SSE event read,
+   HTTP (MRD, queue, agent READY, push, accept, close), an SSE event read and
+   the wallboard page (GET /wallboard, read from the installed package),
    then SIGTERM and exit 0.
 3. `redroute serve --no-timers` and `redroute worker` from it, on a real Redis
    this script starts: a task whose TTL passes stays open until the worker
@@ -112,6 +114,16 @@ def read_sse_event(base: str, wanted: str) -> dict[str, Any]:
     raise AssertionError(f"the stream ended before a {wanted} event")
 
 
+def read_wallboard(base: str) -> bytes:
+    """GET /wallboard: the page, from the package data of the installed wheel."""
+    with urllib.request.urlopen(base + "/wallboard", timeout=10) as r:
+        assert r.status == 200 and r.headers["Content-Type"].startswith("text/html"), r.headers
+        assert r.headers["Content-Security-Policy"], r.headers
+        page = r.read()
+    assert b"<title>redroute wallboard</title>" in page and b"/v1/statistics" in page
+    return page
+
+
 def lifecycle_on_the_embedded_backend(venv: Path, cwd: Path) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -134,8 +146,9 @@ def lifecycle_on_the_embedded_backend(venv: Path, cwd: Path) -> None:
         assert task["state"] == {"name": "CLOSED", "reasonCode": "DONE"}, task
         event = read_sse_event(base, "AGENT_RESERVED")
         assert event["agentId"] == "a1" and event["task"]["id"] == task["id"], event
+        page = read_wallboard(base)
     say(f"serve on the embedded backend: lifecycle over HTTP, SSE event {event['id']} read, "
-        "SIGTERM, exit 0")
+        f"GET /wallboard ({len(page)} bytes), SIGTERM, exit 0")
 
 
 def ttl_closed_by_the_worker(venv: Path, cwd: Path) -> None:
@@ -181,9 +194,11 @@ def main() -> None:
         problems = contents_problems(names)
         assert not problems, "\n".join(problems)
         code = sorted(n for n in names if n.endswith((".py", ".lua")))
+        data = sorted(n for n in names if n.startswith("redroute/") and n.endswith(".html"))
         say(f"{wheel.name}: {sum(n.endswith('.py') for n in code)} modules of "
-            f"{sum(n.endswith('/__init__.py') for n in code)} packages and "
-            f"{sum(n.endswith('.lua') for n in code)} Lua scripts, as in the source tree")
+            f"{sum(n.endswith('/__init__.py') for n in code)} packages, "
+            f"{sum(n.endswith('.lua') for n in code)} Lua scripts and package data "
+            f"{', '.join(data)}, as in the source tree")
 
         venv = tmp_path / "venv"
         subprocess.run([shutil.which("python3") or sys.executable, "-m", "venv", str(venv)],

@@ -1,5 +1,5 @@
-"""The wheel ships every package and every Lua script of the source tree,
-found by the build backend, none listed by hand."""
+"""The wheel ships every package, its package data and every Lua script of
+the source tree, found by the build backend, none listed by hand."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def test_the_wheel_holds_every_package_module_and_lua_script(wheel: Path) -> Non
     assert contents_problems(names) == []
     for must in ("redroute/http/app.py", "redroute/cli/serve.py", "redroute/events/stream.py",
                  "redroute/checks/invariants.py", "redroute/lua/push_task.lua",
-                 "redroute/lua/includes/base.lua"):
+                 "redroute/lua/includes/base.lua", "redroute/http/wallboard.html"):
         assert must in names
     assert not any(n.startswith(("tests/", "benchmarks/", "lua/")) for n in names)
 
@@ -53,6 +53,8 @@ def test_the_contents_check_names_what_a_wheel_lacks_or_adds() -> None:
         "missing from the wheel: redroute/lua/includes/task.lua"]
     assert contents_problems(names | {"redroute/stale.py"}) == [
         "in the wheel, not in the source tree: redroute/stale.py"]
+    assert contents_problems(names - {"redroute/http/wallboard.html"}) == [
+        "missing from the wheel: redroute/http/wallboard.html"]
 
 
 def test_an_editable_install_finds_lua_beside_src() -> None:

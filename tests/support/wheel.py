@@ -1,6 +1,7 @@
 """The wheel users install: how it is built and installed (the same two
 commands in .ci/wheel_check.py and the Dockerfile), and what it must hold:
-every module of every package under src/ and every Lua script of lua/."""
+every module of every package under src/, the package data beside them
+(the wallboard page), and every Lua script of lua/."""
 
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+# What the wheel ships from src/redroute: modules, and package data (the
+# wallboard page, http/wallboard.html).
+SHIPPED = (".py", ".html")
 
 # Run from the repository root; {dist} is where the wheel goes. The Dockerfile
 # has these lines with {dist} = /dist (tests/packaging/test_docker.py).
@@ -34,11 +38,11 @@ def run_pip(command: str, python: str | Path, dist: Path, *extra: str, timeout: 
 
 
 def expected_files(root: Path = ROOT) -> set[str]:
-    """The wheel paths the source tree must ship: src/redroute/**.py as
-    redroute/**.py, lua/**.lua as redroute/lua/**.lua."""
+    """The wheel paths the source tree must ship: src/redroute/**.py (and
+    .html) as redroute/**.py, lua/**.lua as redroute/lua/**.lua."""
     src = root / "src"
-    out = {p.relative_to(src).as_posix() for p in (src / "redroute").rglob("*.py")
-           if "__pycache__" not in p.parts}
+    out = {p.relative_to(src).as_posix() for p in (src / "redroute").rglob("*")
+           if p.suffix in SHIPPED and "__pycache__" not in p.parts}
     out |= {"redroute/lua/" + p.relative_to(root / "lua").as_posix()
             for p in (root / "lua").rglob("*.lua")}
     return out
@@ -53,7 +57,7 @@ def packages(root: Path = ROOT) -> set[str]:
 
 def contents_problems(names: set[str], root: Path = ROOT) -> list[str]:
     """What is wrong with a wheel holding these file names, in words."""
-    code = {n for n in names if n.startswith("redroute/") and n.endswith((".py", ".lua"))}
+    code = {n for n in names if n.startswith("redroute/") and n.endswith((*SHIPPED, ".lua"))}
     problems = [f"missing from the wheel: {n}" for n in sorted(expected_files(root) - code)]
     problems += [f"in the wheel, not in the source tree: {n}"
                  for n in sorted(code - expected_files(root))]

@@ -49,6 +49,7 @@ from .problem import (
 )
 from .routes import ROUTES, Operation
 from .sse import EventHub, Filter, gap_event, stream, trimmed_after
+from .wallboard import wallboard
 
 log = logging.getLogger("redroute.http")
 
@@ -305,7 +306,8 @@ async def openapi(request: web.Request) -> web.Response:
         doc = copy.deepcopy(doc)  # document() is cached: never mutate it
         doc["components"]["securitySchemes"] = security_components()
         doc["security"] = [{"bearerAuth": []}]
-        doc["paths"]["/openapi.json"]["get"]["security"] = []
+        for p in ("/openapi.json", "/wallboard"):
+            doc["paths"][p]["get"]["security"] = []
         if not request.app[STATE].settings.protect_ops:
             for p in ("/healthz", "/metrics"):
                 doc["paths"][p]["get"]["security"] = []
@@ -383,6 +385,7 @@ def create_app(
     app.router.add_get("/healthz", healthz, name="healthz")
     app.router.add_get("/metrics", metrics, name="metrics")
     app.router.add_get("/openapi.json", openapi, name="openapi")
+    app.router.add_get("/wallboard", wallboard, name="wallboard")
     app.cleanup_ctx.append(_background)
     app.on_shutdown.append(_on_shutdown)
     return app

@@ -6,7 +6,8 @@ REDROUTE_API_KEYS_FILE) or the environment (REDROUTE_API_KEYS=
 `Authorization: Bearer <key>` (else 401 UNAUTHORIZED); the key decides the
 tenant, and an X-Tenant header naming another tenant is a 403 FORBIDDEN.
 /healthz and /metrics need a key (any tenant's) only with protect_ops;
-/openapi.json is always open. Without keys nothing changes.
+/openapi.json and /wallboard (a page holding no data) are always open.
+Without keys nothing changes.
 
 Only SHA-256 digests of the keys are kept; a presented key is hashed and
 compared with hmac.compare_digest against every configured digest, without
@@ -158,7 +159,7 @@ def auth_middleware(ring: KeyRing, *, protect_ops: bool = False) -> Callable[...
         path = request.path
         api = path == "/v1" or path.startswith("/v1/")
         if not api and not (protect_ops and path in OPS_PATHS):
-            return await handler(request)  # /openapi.json, open ops, unknown paths
+            return await handler(request)  # /openapi.json, /wallboard, open ops, unknown paths
         token = _bearer(request)
         if token is None:
             raise _unauthorized("an API key is required: Authorization: Bearer <key>")

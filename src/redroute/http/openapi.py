@@ -140,6 +140,13 @@ def document() -> dict[str, Any]:
         "responses": {"200": {"description": "OpenAPI 3.1",
                               "content": {JSON: {"schema": {"type": "object"}}}}},
     }}
+    paths["/wallboard"] = {"get": {
+        "operationId": "wallboard", "tags": ["operations"],
+        "summary": "The live wallboard: a self-contained HTML page with a tile per queue; it "
+                   "holds no data (its script reads /v1/statistics and /v1/events)",
+        "responses": {"200": {"description": "the page",
+                              "content": {"text/html": {"schema": {"type": "string"}}}}},
+    }}
     return {
         "openapi": "3.1.0",
         "info": {"title": "redroute", "version": __version__,
