@@ -23,6 +23,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from redroute.http import Settings
+from redroute.keys import TenantKeys
 
 from ..support.browser import chromium, requests_sent
 from ..support.http import Server, ThreadServer, server_fixture  # noqa: F401
@@ -30,6 +31,7 @@ from ..support.redis_server import RedisProcess
 
 KEY = "wallboard-key-7f3a9c"  # a key that must never appear in a URL
 TENANT = "acme"
+EVENTS = TenantKeys.of("default").events
 
 
 # Over HTTP
@@ -138,6 +140,13 @@ def _agents(driver: Any, queue: str) -> dict[str, int]:
     return {c.get_attribute("data-state"): int(c.get_attribute("data-count")) for c in chips}
 
 
+def _sse_clients(base: str) -> float:
+    """The server's count of connected SSE clients, from /metrics."""
+    with urllib.request.urlopen(base + "/metrics", timeout=10) as r:
+        text = r.read().decode()
+    return float(re.search(r"^redroute_sse_clients (\S+)$", text, re.MULTILINE).group(1))
+
+
 def _tile_shows(driver: Any, queue: str, field: str, text: str, what: str) -> None:
     _wait(driver, f"{queue}'s {field} showing {text!r} ({what})",
           lambda d: _figure(d, queue, field) == text)
@@ -161,3 +170,28 @@ def test_with_api_keys_the_page_asks_for_the_key(
             By.ID, "login-error").text)
 
         assert not [r["url"] for r in requests_sent(browser) if "not-the-key" in r["url"]]
+
+
+def test_a_dropped_event_stream_resumes_after_its_last_event_id(redis_server: RedisProcess,
+                                                                 browser: Any) -> None:
+    # A queue of one entry per SSE client: an operation publishing several
+    # events at once drops the page's stream as too slow (http/sse.py).
+    redis_server.client().flushall()
+    with ThreadServer(redis_server.url, _settings(sse_queue_size=1)) as base:
+        _center(base)
+        browser.get(base + "/wallboard")
+        _wait(browser, "the event stream open", lambda d: _sse_clients(base) == 1)
+        _ok(base, "POST", "/v1/agents/a2/state", {"state": "NOT_READY"})  # one event
+        (first, _), = redis_server.client().xrevrange(EVENTS, count=1)
+        _wait(browser, "the event received", lambda d: d.find_element(
+            By.ID, "status").get_attribute("data-last-event-id") == first)
+
+        requests_sent(browser)  # the requests so far, read and left behind
+        # a1 is offered the task: several events in one step, the stream dropped
+        _ok(base, "POST", "/v1/tasks", {"conversationId": "c-1", "queueId": "sales"})
+        (last, _), = redis_server.client().xrevrange(EVENTS, count=1)
+        resumed = _wait(browser, "a reconnection after the drop", lambda d: [
+            r for r in requests_sent(d) if r["url"] == base + "/v1/events"])
+        assert resumed[0]["headers"].get("Last-Event-ID") == first
+        _wait(browser, "the events published meanwhile caught up", lambda d: d.find_element(
+            By.ID, "status").get_attribute("data-last-event-id") == last)
