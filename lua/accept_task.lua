@@ -9,7 +9,7 @@
   Output: the task as JSON; NOT_FOUND for an unknown task or media;
           INVALID_TRANSITION when the media is not RESERVED or is reserved
           to another agent
-  Events: TASK_STATE_CHANGED (mediaStateChanges [mediaId])
+  Events: TASK_STATE_CHANGED (ACCEPTED, mediaStateChanges [mediaId])
 ]]
 --- @include "includes/lifecycle"
 return run(function()
@@ -26,6 +26,6 @@ return run(function()
   m.state = 'ACTIVE'
   m.answerTime = now_ms_str()
   task_save(t)
-  emit_task(t, false, {m.id})
+  emit_task(t, false, {m.id}, 'ACCEPTED')
   return task_json(t)
 end)

@@ -10,8 +10,9 @@
     A[2]     mediaId
   Output: the task as JSON; NOT_FOUND; INVALID_TRANSITION when the task or
           media is already closed
-  Events: TASK_STATE_CHANGED, AGENT_STATE_CHANGED for the freed slot, then
-          any reservation the agent takes
+  Events: TASK_STATE_CHANGED (MEDIA_CLOSED while another media stays open,
+          else WRAP_UP or CLOSED), AGENT_STATE_CHANGED for the freed slot,
+          then any reservation the agent takes
 ]]
 --- @include "includes/lifecycle"
 return run(function()
@@ -22,11 +23,11 @@ return run(function()
     fail('INVALID_TRANSITION', 'media ' .. m.id .. ' of task ' .. t.id .. ' is already closed')
   end
   if m.state ~= 'ACTIVE' then
-    task_end(t, 'CANCELLED')
+    task_end(t, 'CANCELLED', 'CLOSED')
   elseif media_open_count(t) > 1 then
     m.state = 'CLOSED'
     task_save(t)
-    emit_task(t, false, {m.id})
+    emit_task(t, false, {m.id}, 'MEDIA_CLOSED')
     local a = agent_get(t.assignedTo)
     agent_mrd_count_add(a, t.mrdId, -1)
     agent_settle(a, t.mrdId)

@@ -15,8 +15,9 @@
           agent cannot take it now; NOT_FOUND for an unknown agent or MRD;
           VALIDATION_ERROR when no MRD is given or found; INVALID_TRANSITION
           when the agent already holds the conversation
-  Events: TASK_STATE_CHANGED (created RESERVED), AGENT_RESERVED,
-          AGENT_STATE_CHANGED; or TASK_STATE_CHANGED (CLOSED, RONA) and
+  Events: TASK_STATE_CHANGED (CREATED, media RESERVED), AGENT_RESERVED,
+          AGENT_STATE_CHANGED; or TASK_STATE_CHANGED (RONA: CLOSED, reason
+          RONA) and
           NO_AGENT_AVAILABLE
 ]]
 --- @include "includes/lifecycle"

@@ -10,9 +10,10 @@
           fired deadline in ms…}; rr:{t}:tmr:wake is armed for the next
           deadline
   Events: per deadline kind
-    ttl   a QUEUED request's TTL: TASK_STATE_CHANGED (CLOSED,
+    ttl   a QUEUED request's TTL: TASK_STATE_CHANGED (TTL_EXPIRED: CLOSED,
           NO_AGENT_AVAILABLE), NO_AGENT_AVAILABLE
-    rona  a RESERVED media not accepted: the RONA path (see task_reroute)
+    rona  a RESERVED media not accepted: the RONA path (see task_reroute):
+          TASK_STATE_CHANGED (RONA), then the new task's (REROUTED)
     wrap  a WRAP_UP timeout: TASK_STATE_CHANGED (CLOSED, WRAP_UP_EXPIRED),
           AGENT_STATE_CHANGED, the agent's next reservation
     step  a waiting task reaches its next step (queue with steps), and
@@ -39,17 +40,17 @@ return run(function()
     local t = at and at <= now and tid and task_get(tid)
     if t and t.state ~= 'CLOSED' then
       if kind == 'ttl' and media_pending(t, 'QUEUED') then
-        task_close(t, 'NO_AGENT_AVAILABLE')
+        task_close(t, 'NO_AGENT_AVAILABLE', 'TTL_EXPIRED')
         emit_no_agent(t)
         fired = fired + 1
       elseif kind == 'rona' then
         local m = media_find(t, mid)
         if m and m.state == 'RESERVED' then
-          task_reroute(t, 'RONA')
+          task_reroute(t, 'RONA', 'RONA')
           fired = fired + 1
         end
       elseif kind == 'wrap' and t.state == 'WRAP_UP' then
-        task_end(t, 'WRAP_UP_EXPIRED')
+        task_end(t, 'WRAP_UP_EXPIRED', 'CLOSED')
         fired = fired + 1
       elseif (kind == 'step' and t.parked == true) or (kind == 'pref' and t.parked == 'p') then
         task_restep(t)

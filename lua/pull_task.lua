@@ -21,7 +21,8 @@
   Output: {status, task JSON}; NOT_FOUND for an unknown agent or MRD;
           INVALID_TRANSITION when the agent is logged out or at capacity,
           or holds the conversation in a task it cannot join
-  Events: TASK_STATE_CHANGED (created, or mediaStateChanges [new media]),
+  Events: TASK_STATE_CHANGED (CREATED, or MEDIA_ADDED with mediaStateChanges
+          [new media]),
           AGENT_STATE_CHANGED; none when autoJoin returns the task
 ]]
 --- @include "includes/lifecycle"
@@ -58,7 +59,7 @@ return run(function()
   end
   m.answerTime = now_ms_str()
   task_save(t)
-  emit_task(t, status == 201, {m.id})
+  emit_task(t, status == 201, {m.id}, status == 201 and 'CREATED' or 'MEDIA_ADDED')
   agent_mrd_count_add(a, mrd_id, 1)
   emit_agent(a)
   return {status, task_json(t)}

@@ -32,8 +32,8 @@
           for another request; QUEUE_FULL for a full queue without overflow
   Keys: rr:{t}:idem:<key>  "<taskId>|<queueId>|<conversationId>", expires
                            RETENTION ms after the first request
-  Events: TASK_STATE_CHANGED (created, media QUEUED), then when an agent is
-          free TASK_STATE_CHANGED (media RESERVED), AGENT_RESERVED,
+  Events: TASK_STATE_CHANGED (CREATED, media QUEUED), then when an agent is
+          free TASK_STATE_CHANGED (RESERVED), AGENT_RESERVED,
           AGENT_STATE_CHANGED
 ]]
 --- @include "includes/lifecycle"
@@ -70,7 +70,7 @@ return run(function()
     mrdId = q.mrdId, priority = A[3], ttlDeadline = istr(now_ms() + ttl),
     metadata = A[6], session = A[5], mediaState = 'QUEUED',
     pref = pref, prefUntil = pref and istr(now_ms() + pref_ms)})
-  emit_task(t, true, {t.media[1].id})
+  emit_task(t, true, {t.media[1].id}, 'CREATED')
   route_task(t)
   if idem ~= '' then
     redis.call('SET', key('idem', idem), t.id .. '|' .. request, 'PX', RETENTION)

@@ -12,7 +12,8 @@
           INVALID_TRANSITION for NOT_READY or an MRD change while LOGOUT
   Events: AGENT_STATE_CHANGED; on LOGOUT first the agent's tasks, oldest
           first: reserved ones close REROUTE and are routed again
-          (TASK_STATE_CHANGED …), others close AGENT_LOGOUT, then the one
+          (TASK_STATE_CHANGED REROUTED twice: the task let go, the new one …),
+          others close AGENT_LOGOUT (CLOSED), then the one
           AGENT_STATE_CHANGED; on READY any reservations it takes
           (TASK_STATE_CHANGED, AGENT_RESERVED, AGENT_STATE_CHANGED)
 ]]
@@ -57,9 +58,9 @@ return run(function()
     for _, tid in ipairs(tids) do
       local t = task_get(tid)
       if media_pending(t, 'RESERVED') then
-        task_reroute(t, 'REROUTE')
+        task_reroute(t, 'REROUTE', 'REROUTED')
       else
-        task_close(t, 'AGENT_LOGOUT')
+        task_close(t, 'AGENT_LOGOUT', 'CLOSED')
       end
     end
     a = agent_get(a.id)

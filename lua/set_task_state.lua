@@ -12,8 +12,9 @@
     WRAP_UP needs an ACTIVE task with an agent and an MRD that enables it.
   Output: the task as JSON (for a decline, the closed task); NOT_FOUND;
           INVALID_TRANSITION
-  Events: TASK_STATE_CHANGED, AGENT_STATE_CHANGED, and what follows (RONA's
-          new task, the freed agent's next reservation)
+  Events: TASK_STATE_CHANGED (WRAP_UP, CLOSED, or DECLINED for a decline),
+          AGENT_STATE_CHANGED, and what follows (a decline's new task,
+          REROUTED; the freed agent's next reservation)
 ]]
 --- @include "includes/lifecycle"
 return run(function()
@@ -28,18 +29,18 @@ return run(function()
     if not (mrd and mrd.wrapUp) then
       fail('INVALID_TRANSITION', 'wrap-up is not enabled on mrd ' .. t.mrdId)
     end
-    agent_settle(task_wrap(t, reason or 'DONE', mrd.wrapUpTimeoutMs), t.mrdId)
+    agent_settle(task_wrap(t, reason or 'DONE', mrd.wrapUpTimeoutMs, 'WRAP_UP'), t.mrdId)
   elseif reason == 'RONA' then
     if t.state ~= 'ACTIVE' or not media_pending(t, 'RESERVED') then
       fail('INVALID_TRANSITION', 'task ' .. t.id .. ' is not reserved to an agent')
     end
-    task_reroute(t, 'RONA')
+    task_reroute(t, 'RONA', 'DECLINED')
   else
     if not reason then
       reason = 'DONE'
       if t.state == 'ACTIVE' and not media_pending(t, 'ACTIVE') then reason = 'CANCELLED' end
     end
-    task_end(t, reason)
+    task_end(t, reason, 'CLOSED')
   end
   return task_json(t)
 end)

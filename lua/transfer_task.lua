@@ -20,9 +20,10 @@
           INVALID_TRANSITION when fromAgentId holds no active task for the
           conversation, transfers to itself, or names an agent that already
           holds a live task of the conversation
-  Events: TASK_STATE_CHANGED (new task) and its reservation or
-          NO_AGENT_AVAILABLE; TASK_STATE_CHANGED (WRAP_UP, TRANSFERRED),
-          TASK_STATE_CHANGED (CLOSED, TRANSFERRED), AGENT_STATE_CHANGED, and
+  Events: TASK_STATE_CHANGED (new task, CREATED) and its reservation or
+          (RONA) NO_AGENT_AVAILABLE; TASK_STATE_CHANGED (TRANSFERRED: WRAP_UP,
+          reason TRANSFERRED), TASK_STATE_CHANGED (CLOSED, reason
+          TRANSFERRED), AGENT_STATE_CHANGED, and
           the transferring agent's next reservation
 ]]
 --- @include "includes/lifecycle"
@@ -52,7 +53,7 @@ return run(function()
     nt = task_new_queued({conversationId = cid, direction = 'DIRECT_TRANSFER', mode = 'QUEUE', queueId = q.id,
       mrdId = q.mrdId, priority = old.priority, ttlDeadline = istr(now_ms() + q.agentRequestTtlMs),
       metadata = metadata, session = session, mediaState = 'QUEUED', exclude = from.id})
-    emit_task(nt, true, {nt.media[1].id})
+    emit_task(nt, true, {nt.media[1].id}, 'CREATED')
     route_task(nt)
   else
     local oq = queue_get(old.queueId)
@@ -62,7 +63,7 @@ return run(function()
       metadata = metadata, session = session, mediaState = 'QUEUED'})
     offer_named(nt, target)
   end
-  task_wrap(old, 'TRANSFERRED', nil)
-  task_end(old, 'TRANSFERRED')
+  task_wrap(old, 'TRANSFERRED', nil, 'TRANSFERRED')
+  task_end(old, 'TRANSFERRED', 'CLOSED')
   return task_json(nt)
 end)

@@ -6,8 +6,10 @@
 -- Closes every open media of t and t itself with reason; frees the agent's
 -- slots (open medias, plus the one a WRAP_UP task holds) without emitting
 -- the agent's event, so the caller can change the agent further first.
--- Emits TASK_STATE_CHANGED. Returns the agent that held the task, if any.
-local function task_close(t, reason)
+-- Emits TASK_STATE_CHANGED with transition (the caller names what happened:
+-- CLOSED, TTL_EXPIRED, RONA, DECLINED, REROUTED). Returns the agent that held
+-- the task, if any.
+local function task_close(t, reason, transition)
   local held, changed = 0, {}
   for _, m in ipairs(t.media) do
     if m.state ~= 'CLOSED' then
@@ -27,7 +29,7 @@ local function task_close(t, reason)
   t.reason = reason
   task_save(t)
   conversation_settle(t.conversationId)
-  emit_task(t, true, changed)
+  emit_task(t, true, changed, transition)
   if not t.assignedTo then return nil end
   redis.call('SREM', key('agent', t.assignedTo, 'tasks'), t.id)
   local a = agent_get(t.assignedTo)
@@ -58,19 +60,20 @@ local function agent_settle(a, mrd)
 end
 
 -- Ends a task and frees its agent for the next waiting task.
-local function task_end(t, reason)
-  agent_settle(task_close(t, reason), t.mrdId)
+local function task_end(t, reason, transition)
+  agent_settle(task_close(t, reason, transition), t.mrdId)
 end
 
 -- The RONA path (reason RONA) and the logout path (reason REROUTE) for a
 -- reserved task: it closes, and the request goes on in a new task with the
 -- same requestId and enqueueTime until its TTL, except for transfers and
 -- named-agent tasks, which are not re-queued and publish NO_AGENT_AVAILABLE.
--- On RONA the agent's MRD goes NOT_READY (RONA) and is published here; on
+-- transition names the closing (RONA, DECLINED, REROUTED); the new task is
+-- REROUTED. On RONA the agent's MRD goes NOT_READY (RONA) and is published here; on
 -- REROUTE the caller (logout) publishes the agent once it is done with it.
-local function task_reroute(t, reason)
+local function task_reroute(t, reason, transition)
   local session = t.media[1].session
-  local a = task_close(t, reason)
+  local a = task_close(t, reason, transition)
   if reason == 'RONA' then count('RONA') end
   if a and reason == 'RONA' then
     agent_mrd_set_base(a, t.mrdId, 'NOT_READY', 'RONA')
@@ -88,16 +91,17 @@ local function task_reroute(t, reason)
       priority = t.priority, enqueueTime = t.enqueueTime, ttlDeadline = t.ttlDeadline,
       metadata = t.metadata, session = session, mediaState = 'QUEUED',
       pref = t.pref, prefUntil = t.prefUntil, prefOff = t.prefOff or (t.pref and t.pref == t.assignedTo)})
-    emit_task(nt, true, {nt.media[1].id})
+    emit_task(nt, true, {nt.media[1].id}, 'REROUTED')
     route_task(nt)
   end
 end
 
 -- Closes every open media of t and puts it in WRAP_UP with reason, holding
 -- one of its agent's slots until it closes, with a durable timer when
--- timeout_ms is given. Emits TASK_STATE_CHANGED; returns the agent when
+-- timeout_ms is given. Emits TASK_STATE_CHANGED with transition (WRAP_UP, or
+-- TRANSFERRED for a transfer); returns the agent when
 -- slots were freed (its event not yet emitted).
-local function task_wrap(t, reason, timeout_ms)
+local function task_wrap(t, reason, timeout_ms, transition)
   local changed, freed = {}, -1
   for _, m in ipairs(t.media) do
     if m.state ~= 'CLOSED' then
@@ -111,7 +115,7 @@ local function task_wrap(t, reason, timeout_ms)
   t.reason = reason
   if timeout_ms then timer_add('wrap|' .. t.id, now_ms() + timeout_ms) end
   task_save(t)
-  emit_task(t, true, changed)
+  emit_task(t, true, changed, transition)
   local a = t.assignedTo and agent_get(t.assignedTo)
   if a then agent_mrd_wrap_add(a, t.mrdId, 1) end
   if freed > 0 then
@@ -129,8 +133,8 @@ end
 local function task_finish(t, reason)
   local mrd = mrd_get(t.mrdId)
   if mrd and mrd.wrapUp and t.assignedTo then
-    agent_settle(task_wrap(t, reason, mrd.wrapUpTimeoutMs), t.mrdId)
+    agent_settle(task_wrap(t, reason, mrd.wrapUpTimeoutMs, 'WRAP_UP'), t.mrdId)
   else
-    task_end(t, reason)
+    task_end(t, reason, 'CLOSED')
   end
 end

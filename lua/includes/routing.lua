@@ -202,7 +202,7 @@ local function reserve(t, m, a, created)
   redis.call('SADD', key('agent', a.id, 'tasks'), t.id)
   agent_mrd_count_add(a, t.mrdId, 1)
   task_save(t)
-  emit_task(t, created, {m.id})
+  emit_task(t, created, {m.id}, created and 'CREATED' or 'RESERVED')
   emit('AGENT_RESERVED', '{"task":' .. task_json(t) .. ',"agentId":' .. jid(a.id) .. '}')
   emit_agent(a)
 end
@@ -417,7 +417,7 @@ local function offer_named(t, a)
     t.reason = 'RONA'
     task_save(t)
     conversation_settle(t.conversationId)
-    emit_task(t, true, {t.media[1].id})
+    emit_task(t, true, {t.media[1].id}, 'RONA')
     emit_no_agent(t)
   end
 end

@@ -172,11 +172,17 @@ local function media_open_count(t)
   return n
 end
 
--- transition: what happened, when the caller names it (STEP_CHANGED).
+-- transition: what happened (TRANSITIONS), named by the script that makes
+-- the change, so no consumer infers it from two snapshots.
+local TRANSITIONS = {CREATED = true, RESERVED = true, ACCEPTED = true, DECLINED = true, RONA = true,
+  STEP_CHANGED = true, OVERFLOWED = true, REPRIORITIZED = true, MEDIA_ADDED = true,
+  MEDIA_CLOSED = true, WRAP_UP = true, CLOSED = true, TTL_EXPIRED = true, REROUTED = true,
+  TRANSFERRED = true}
 local function emit_task(t, task_changed, media_ids, transition)
+  if not TRANSITIONS[transition] then error('emit_task: unknown transition ' .. tostring(transition)) end
   emit('TASK_STATE_CHANGED', '{"task":' .. task_json(t) .. ',"taskStateChanged":' ..
     jbool(task_changed) .. ',"mediaStateChanges":' .. jids(media_ids or {}) ..
-    (transition and (',"transition":"' .. transition .. '"') or '') .. '}')
+    ',"transition":"' .. transition .. '"}')
 end
 
 -- Lets a conversation's index expire once none of its tasks is live.

@@ -106,6 +106,27 @@ class EventType(StrEnum):
     AGENT_DELETED = "AGENT_DELETED"
 
 
+class Transition(StrEnum):
+    """What a TASK_STATE_CHANGED event records as having happened (its
+    `transition`), named by the script that made the change."""
+
+    CREATED = "CREATED"  # a task made: PUSH, PULL, conference, transfer
+    RESERVED = "RESERVED"  # a waiting media offered to an agent
+    ACCEPTED = "ACCEPTED"  # the agent joined: media ACTIVE
+    DECLINED = "DECLINED"  # the agent declined a reservation (CLOSED/RONA)
+    RONA = "RONA"  # a reservation not accepted in time, or a named agent that cannot take it
+    STEP_CHANGED = "STEP_CHANGED"  # a waiting task's step or preferred window changed
+    OVERFLOWED = "OVERFLOWED"  # a waiting task moved to its queue's overflow queue
+    REPRIORITIZED = "REPRIORITIZED"  # a waiting task's priority changed
+    MEDIA_ADDED = "MEDIA_ADDED"  # a PULL joined another media to the agent's task
+    MEDIA_CLOSED = "MEDIA_CLOSED"  # one media ended, others stay open
+    WRAP_UP = "WRAP_UP"  # the task went WRAP_UP
+    CLOSED = "CLOSED"  # the task closed (done, cancelled, forced, logout, wrap-up ended)
+    TTL_EXPIRED = "TTL_EXPIRED"  # a waiting request reached its TTL: NO_AGENT_AVAILABLE
+    REROUTED = "REROUTED"  # the request goes on in a new task, or a logout let a reservation go
+    TRANSFERRED = "TRANSFERRED"  # the transferring agent's task, handed on
+
+
 # Ids and tenants become parts of Redis keys: no ':' (the key separator), no
 # braces (the hash tag), no spaces or control characters.
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+\-]{0,127}$")

@@ -57,7 +57,7 @@ async def test_new_pull_task_publishes_task_state_changed(engine: Engine):
     events = await log.take()
     assert events[0].type == "TASK_STATE_CHANGED"
     assert events[0].data == {"task": t.to_dict(), "taskStateChanged": True,
-                              "mediaStateChanges": [t.media.id]}
+                              "mediaStateChanges": [t.media.id], "transition": "CREATED"}
 
 
 async def test_new_pull_task_is_counted_in_the_agent_active_tasks(engine: Engine):

@@ -227,7 +227,7 @@ async def test_waiting_task_goes_through_each_step_to_the_last(engine: Engine):
     r = (await engine.get_task(t.id)).routing
     assert (r.step, r.steps, r.next_step_at) == (3, 3, None)
     transitions = [e.data.get("transition") for e in await engine.events() if e.task and e.task["id"] == t.id]
-    assert transitions == [None, "STEP_CHANGED", "STEP_CHANGED"]
+    assert transitions == ["CREATED", "STEP_CHANGED", "STEP_CHANGED"]
 
 
 async def test_a_late_step_deadline_takes_the_step_the_age_has_reached(engine: Engine):

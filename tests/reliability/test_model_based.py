@@ -3,7 +3,8 @@
 docs/lifecycle.md and docs/api.md (tests/support/reference_model.py). After every step the engine
 shows what the model holds (every task of every conversation, every agent,
 every queue, the deadlines pending, the AGENT_RESERVED and
-NO_AGENT_AVAILABLE events of the step), the invariants hold, and an
+NO_AGENT_AVAILABLE events of the step, and every TASK_STATE_CHANGED's task
+and transition, in order), the invariants hold, and an
 operation one refuses the other refuses with the same error. (A transfer
 from an agent that holds the conversation on two MRDs is skipped: the API
 names no MRD, and the engine takes either task.)
@@ -634,8 +635,11 @@ class EngineMatchesModel(RuleBasedStateMachine):
                 if e.type == "AGENT_RESERVED"] == model.reserved, "AGENT_RESERVED events"
         assert [e.task["id"] for e in events if e.type == "NO_AGENT_AVAILABLE"] == model.no_agent, \
             "NO_AGENT_AVAILABLE events"
+        assert [(e.task["id"], e.data["transition"]) for e in events
+                if e.type == "TASK_STATE_CHANGED"] == model.transitions, "TASK_STATE_CHANGED transitions"
         model.reserved.clear()
         model.no_agent.clear()
+        model.transitions.clear()
         report = await check(engine, events=False)
         assert report.ok, "\n".join(report.violations)
 

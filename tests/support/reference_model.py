@@ -199,6 +199,7 @@ class Model:
         # What a step published that the test compares: in order.
         self.reserved: list[tuple[str, str]] = []  # AGENT_RESERVED (task, agent)
         self.no_agent: list[str] = []  # NO_AGENT_AVAILABLE (task)
+        self.transitions: list[tuple[str, str]] = []  # TASK_STATE_CHANGED (task, transition)
 
     # Reads
 
@@ -312,7 +313,10 @@ class Model:
             return self.cfg.queues[t.queue].sla_ms
         return t.sla_ms or DEFAULT_SLA_MS
 
-    def _reserve(self, t: MTask, m: MMedia, agent: str) -> None:
+    def _emit(self, t: MTask, transition: str) -> None:
+        self.transitions.append((t.id, transition))
+
+    def _reserve(self, t: MTask, m: MMedia, agent: str, created: bool = False) -> None:
         if t.parked:
             self._unqueue(t)
         t.next_step = None
@@ -321,6 +325,7 @@ class Model:
         t.exclude = None
         self.timers[f"rona|{t.id}|{m.id}"] = self.now + self._sla(t)
         self.agents[agent].mrds[t.mrd].la = self.now
+        self._emit(t, "CREATED" if created else "RESERVED")
         self.reserved.append((t.id, agent))
 
     def _unqueue(self, t: MTask) -> None:
@@ -404,8 +409,10 @@ class Model:
         return min(cands, key=lambda a: (self._score(a.id, q, t.queue), a.id)).id
 
     def _route_task(self, t: MTask) -> None:
-        self._overflow_move(t)
+        moved = self._overflow_move(t)
         self._set_step(t)
+        if moved:
+            self._emit(t, "OVERFLOWED")
         if t.pref is not None and self._window_open(t):
             if self.available(t.pref, t.mrd) and t.pref not in self.conversation_agents(t.conv, t.mrd):
                 self._reserve(t, t.media[0], t.pref)
@@ -422,6 +429,7 @@ class Model:
         """A step or preferred-window deadline: the step by age, routed again."""
         self._unqueue(t)
         self._set_step(t)
+        self._emit(t, "STEP_CHANGED")
         agent = self._best_agent(t)
         if agent:
             self._reserve(t, t.media[0], agent)
@@ -463,7 +471,7 @@ class Model:
         for x in sorted(self.cfg.mrds[mrd].blocks):
             self._route_agent(agent, x)
 
-    def _close(self, t: MTask, reason: str) -> str | None:
+    def _close(self, t: MTask, reason: str, transition: str) -> str | None:
         """Closes every open media and the task; returns its agent."""
         for m in t.media:
             if m.state != "CLOSED":
@@ -474,19 +482,21 @@ class Model:
             self._unqueue(t)
         self.timers.pop(f"wrap|{t.id}", None)
         t.state, t.reason = "CLOSED", reason
+        self._emit(t, transition)
         self._settle_count(t.assigned, t.mrd)
         return t.assigned
 
-    def _end(self, t: MTask, reason: str) -> None:
-        self._freed(self._close(t, reason), t.mrd)
+    def _end(self, t: MTask, reason: str, transition: str) -> None:
+        self._freed(self._close(t, reason, transition), t.mrd)
 
-    def _wrap(self, t: MTask, reason: str, timeout_ms: int | None) -> str | None:
+    def _wrap(self, t: MTask, reason: str, timeout_ms: int | None, transition: str) -> str | None:
         """WRAP_UP: medias closed, one slot held until the task closes.
         Returns the agent when slots were freed."""
         freed = len(t.open_media()) - 1
         for m in t.open_media():
             m.state = "CLOSED"
         t.state, t.reason = "WRAP_UP", reason
+        self._emit(t, transition)
         if timeout_ms is not None:
             self.timers[f"wrap|{t.id}"] = self.now + timeout_ms
         # (No slot freed, but the closed media may lift a block.)
@@ -495,15 +505,15 @@ class Model:
     def _finish(self, t: MTask, reason: str) -> None:
         mrd = self.cfg.mrds[t.mrd]
         if mrd.wrap_up and t.assigned:
-            self._freed(self._wrap(t, reason, mrd.wrap_up_ms), t.mrd)
+            self._freed(self._wrap(t, reason, mrd.wrap_up_ms, "WRAP_UP"), t.mrd)
         else:
-            self._end(t, reason)
+            self._end(t, reason, "CLOSED")
 
-    def _reroute(self, t: MTask, reason: str) -> None:
+    def _reroute(self, t: MTask, reason: str, transition: str) -> None:
         """RONA (and REROUTE on logout): the task closes; the request goes on
         in a new QUEUED task until its TTL, except transfers and named-agent
         tasks, which end with NO_AGENT_AVAILABLE."""
-        agent = self._close(t, reason)
+        agent = self._close(t, reason, transition)
         if agent and reason == "RONA":  # not offered it again: NOT_READY until it says otherwise
             self._set_base(agent, t.mrd, "NOT_READY", "RONA")
             self._follow_mrds(agent, "RONA")
@@ -518,6 +528,7 @@ class Model:
         # The request keeps its preferred agent, unless that agent let it go.
         nt.pref, nt.pref_until = t.pref, t.pref_until
         nt.pref_off = t.pref_off or (t.pref is not None and t.pref == t.assigned)
+        self._emit(nt, "REROUTED")
         self._route_task(nt)
 
     def _queue_sla(self, queue: str | None) -> int:
@@ -528,10 +539,11 @@ class Model:
 
     def _offer_named(self, t: MTask, agent: str) -> None:
         if self.available(agent, t.mrd):
-            self._reserve(t, t.media[0], agent)
+            self._reserve(t, t.media[0], agent, created=True)
         else:
             t.media[0].state = "CLOSED"
             t.state, t.reason = "CLOSED", "RONA"
+            self._emit(t, "RONA")
             self.no_agent.append(t.id)
 
     # Agents
@@ -598,6 +610,7 @@ class Model:
                            metadata=metadata or {}, ttl_ms=ttl_ms)
         if preferred is not None:
             t.pref, t.pref_until = preferred, self.now + (preferred_ms or 30_000)
+        self._emit(t, "CREATED")
         self._route_task(t)
         return t
 
@@ -645,14 +658,17 @@ class Model:
             for t in sorted(self.queued(queue), key=lambda t: (t.enqueue, t.id)):
                 if not t.parked:
                     continue  # (reserved meanwhile by an overflow before it)
+                before = (t.step, t.steps, t.next_step)
                 self._unqueue(t)
                 if self._overflow_due(t) is not None:
                     self._route_task(t)
                 else:
                     self._set_step(t)
                     self._park(t)
+                    if (t.step, t.steps, t.next_step) != before:
+                        self._emit(t, "STEP_CHANGED")
         elif old.steps != conf.steps:
-            for t in self.queued(queue):
+            for t in sorted(self.queued(queue), key=lambda t: (t.enqueue, t.id)):
                 before = (t.step, t.steps, t.next_step)
                 parked = t.parked
                 self._set_step(t)
@@ -663,6 +679,7 @@ class Model:
                     self._unqueue(t)
                     t.step, t.steps, t.next_step = after
                     self._park(t)
+                    self._emit(t, "STEP_CHANGED")
         self._route_available(conf.mrd)
 
     def _route_available(self, mrd: str) -> None:
@@ -691,6 +708,7 @@ class Model:
         t.priority = priority
         self._set_step(t)
         self._park(t)
+        self._emit(t, "REPRIORITIZED")
         return t
 
     def put_mrd_blocks(self, mrd: str, blocks: tuple[str, ...]) -> None:
@@ -715,6 +733,7 @@ class Model:
             refuse(InvalidTransition, "reserved to another agent")
         self.timers.pop(f"rona|{t.id}|{m.id}", None)
         m.state, m.answered = "ACTIVE", True
+        self._emit(t, "ACCEPTED")
         return t
 
     def close_media(self, task_id: str, media_id: str) -> MTask:
@@ -723,9 +742,10 @@ class Model:
         if m.state == "CLOSED" or t.state != "ACTIVE":
             refuse(InvalidTransition, "already closed")
         if m.state != "ACTIVE":  # the customer left before an agent joined
-            self._end(t, "CANCELLED")
+            self._end(t, "CANCELLED", "CLOSED")
         elif len(t.open_media()) > 1:
             m.state = "CLOSED"
+            self._emit(t, "MEDIA_CLOSED")
             self._freed(t.assigned, t.mrd)
         else:
             self._finish(t, "DONE")
@@ -745,16 +765,16 @@ class Model:
                 refuse(InvalidTransition, "no active media to wrap up")
             if not mrd.wrap_up:
                 refuse(InvalidTransition, "wrap-up not enabled")
-            self._freed(self._wrap(t, reason or "DONE", mrd.wrap_up_ms), t.mrd)
+            self._freed(self._wrap(t, reason or "DONE", mrd.wrap_up_ms, "WRAP_UP"), t.mrd)
         elif reason == "RONA":  # a decline
             if t.state != "ACTIVE" or not t.media_in("RESERVED"):
                 refuse(InvalidTransition, "not reserved")
-            self._reroute(t, "RONA")
+            self._reroute(t, "RONA", "DECLINED")
         else:
             if reason is None:
                 joined = t.state != "ACTIVE" or t.media_in("ACTIVE")
                 reason = "DONE" if joined else "CANCELLED"
-            self._end(t, reason)
+            self._end(t, reason, "CLOSED")
         return t
 
     def pull_task(self, agent: str, conv: str, mrd: str, *, direction: str = "INBOUND",
@@ -780,12 +800,14 @@ class Model:
             self.seq += 1
             t.media.append(MMedia(f"m-{self.seq}", mrd, "ACTIVE", None, True, session or {}, True))
             created = False
+            self._emit(t, "MEDIA_ADDED")
         else:
             t = self._new_task(conv=conv, direction=direction, mode="AGENT", queue=None, mrd=mrd,
                                priority=1, media_state="ACTIVE", session=session or {},
                                metadata=metadata or {}, ttl_ms=None)
             t.assigned = agent
             created = True
+            self._emit(t, "CREATED")
         a.mrds[mrd].la = self.now
         return t, created
 
@@ -820,6 +842,7 @@ class Model:
             nt = self._new_task(conv=conv, direction="DIRECT_TRANSFER", mode="QUEUE", queue=queue,
                                 mrd=q.mrd, priority=old.priority, media_state="QUEUED",
                                 session=session, metadata=meta, ttl_ms=q.ttl_ms, exclude=from_agent)
+            self._emit(nt, "CREATED")
             self._route_task(nt)
         else:
             sla = sla_ms or self._queue_sla(old.queue)
@@ -828,8 +851,8 @@ class Model:
                                 session=session, metadata=meta, ttl_ms=sla, sla_ms=sla)
             self._offer_named(nt, agent)
         # The transferring agent's side: WRAP_UP, then CLOSED, both TRANSFERRED.
-        self._wrap(old, "TRANSFERRED", None)
-        self._end(old, "TRANSFERRED")
+        self._wrap(old, "TRANSFERRED", None, "TRANSFERRED")
+        self._end(old, "TRANSFERRED", "CLOSED")
         return nt
 
     def conference_agent(self, conv: str, agent: str, *, mrd: str | None = None,
@@ -882,9 +905,9 @@ class Model:
             # Reserved tasks are re-routed, the others end; oldest first.
             for t in sorted(self.live_tasks(agent), key=lambda t: t.seq):
                 if t.media_in("RESERVED"):
-                    self._reroute(t, "REROUTE")
+                    self._reroute(t, "REROUTE", "REROUTED")
                 else:
-                    self._close(t, "AGENT_LOGOUT")
+                    self._close(t, "AGENT_LOGOUT", "CLOSED")
         if state == "READY":
             for m in sorted(self.cfg.mrds):
                 self._route_agent(agent, m)
@@ -970,14 +993,14 @@ class Model:
             if t is None or not t.live:
                 continue
             if kind == "ttl" and t.media_in("QUEUED"):
-                self._close(t, "NO_AGENT_AVAILABLE")
+                self._close(t, "NO_AGENT_AVAILABLE", "TTL_EXPIRED")
                 self.no_agent.append(t.id)
                 fired += 1
             elif kind == "rona" and any(m.id == rest[0] and m.state == "RESERVED" for m in t.media):
-                self._reroute(t, "RONA")
+                self._reroute(t, "RONA", "RONA")
                 fired += 1
             elif kind == "wrap" and t.state == "WRAP_UP":
-                self._end(t, "WRAP_UP_EXPIRED")
+                self._end(t, "WRAP_UP_EXPIRED", "CLOSED")
                 fired += 1
             elif (kind == "step" and t.parked == "q") or (kind == "pref" and t.parked == "p"):
                 self._restep(t)

@@ -14,7 +14,8 @@ reports there is worth a second look before acting on it).
 2. A live task is in exactly one place: one queue's waiting set, or with one
    agent; a closed task is in none and has no deadline.
 3. Every change produced its events: the last event that carries each task
-   and agent equals its current state.
+   and agent equals its current state; and each TASK_STATE_CHANGED's
+   transition agrees with the snapshot it carries (TRANSITION_SHOWS).
 4. Nothing is lost or stuck: every live task has the deadline that ends it
    (TTL while QUEUED, RONA while RESERVED, wrap-up in WRAP_UP), and with
    `overdue_ms` none of those deadlines is older than that.
@@ -301,12 +302,65 @@ def check_one_place(s: Snapshot, rep: Report) -> None:
             rep.add(f"task {tid} ({t['state']}, medias {sorted(states)}) is in {places}, expected {expected}")
 
 
+# What a TASK_STATE_CHANGED's snapshot shows for each transition: the task's
+# state (and reason), whether taskStateChanged is set, and the state of the
+# medias it lists as changed (None: not checked).
+TRANSITION_SHOWS: dict[str, tuple[frozenset[tuple[str, str | None]], bool | None, str | None]] = {
+    "CREATED": (frozenset({("ACTIVE", None)}), True, None),
+    "RESERVED": (frozenset({("ACTIVE", None)}), False, "RESERVED"),
+    "ACCEPTED": (frozenset({("ACTIVE", None)}), False, "ACTIVE"),
+    "DECLINED": (frozenset({("CLOSED", "RONA")}), True, "CLOSED"),
+    "RONA": (frozenset({("CLOSED", "RONA")}), True, "CLOSED"),
+    "REROUTED": (frozenset({("ACTIVE", None), ("CLOSED", "REROUTE")}), True, None),
+    "STEP_CHANGED": (frozenset({("ACTIVE", None)}), False, None),
+    "OVERFLOWED": (frozenset({("ACTIVE", None)}), False, None),
+    "REPRIORITIZED": (frozenset({("ACTIVE", None)}), False, None),
+    "MEDIA_ADDED": (frozenset({("ACTIVE", None)}), False, "ACTIVE"),
+    "MEDIA_CLOSED": (frozenset({("ACTIVE", None)}), False, "CLOSED"),
+    "WRAP_UP": (frozenset({("WRAP_UP", "*")}), True, "CLOSED"),
+    "CLOSED": (frozenset({("CLOSED", "*")}), True, "CLOSED"),
+    "TTL_EXPIRED": (frozenset({("CLOSED", "NO_AGENT_AVAILABLE")}), True, "CLOSED"),
+    "TRANSFERRED": (frozenset({("WRAP_UP", "TRANSFERRED")}), True, "CLOSED"),
+}
+
+# Transitions that always change a media (a close from WRAP_UP changes none).
+TRANSITION_LISTS_MEDIA = frozenset({"RESERVED", "ACCEPTED", "MEDIA_ADDED", "MEDIA_CLOSED", "WRAP_UP",
+                                    "TRANSFERRED", "DECLINED", "RONA", "TTL_EXPIRED"})
+
+
+def transition_problem(data: dict[str, Any]) -> str | None:
+    """Why a TASK_STATE_CHANGED's transition disagrees with its snapshot, or
+    None. Events written before named transitions carry none: not judged."""
+    name = data.get("transition")
+    if name is None:
+        return None
+    shows = TRANSITION_SHOWS.get(name)
+    if shows is None:
+        return f"unknown transition {name}"
+    states, task_changed, media_state = shows
+    t = data["task"]
+    st, reason = t["state"]["name"], t["state"]["reasonCode"]
+    if (st, reason) not in states and (st, "*") not in states:
+        return f"{name} with the task {st}/{reason}"
+    if task_changed is not None and data["taskStateChanged"] is not task_changed:
+        return f"{name} with taskStateChanged {data['taskStateChanged']}"
+    if media_state is not None:
+        by_id = {m["id"]: m["state"] for m in t["activeMedia"]}
+        wrong = [m for m in data["mediaStateChanges"] if by_id.get(m) != media_state]
+        if wrong or (name in TRANSITION_LISTS_MEDIA and not data["mediaStateChanges"]):
+            return f"{name} with changed medias {data['mediaStateChanges']} not all {media_state}"
+    return None
+
+
 async def check_events(engine: Engine, s: Snapshot, rep: Report) -> None:
     """3. The stream carries every change: the last event about each task
-    and agent equals its current state."""
+    and agent equals its current state, and every transition agrees with
+    what its event shows."""
     last_task: dict[str, dict[str, Any]] = {}
     last_agent: dict[str, dict[str, Any]] = {}
     for ev in await engine.events():
+        if ev.type == "TASK_STATE_CHANGED" and (why := transition_problem(ev.data)):
+            rep.add(f"event {ev.id} of task {ev.task['id']}: {why}")
         if ev.task is not None:
             last_task[ev.task["id"]] = ev.task
         if ev.agent is not None:

@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from ..model import EventType
+from ..model import EventType, Transition
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,6 +18,12 @@ class Event:
     @property
     def task(self) -> dict[str, Any] | None:
         return self.data.get("task")
+
+    @property
+    def transition(self) -> Transition | None:
+        """What happened, on a TASK_STATE_CHANGED; None on other types."""
+        t = self.data.get("transition")
+        return Transition(t) if t else None
 
     @property
     def agent(self) -> dict[str, Any] | None:
