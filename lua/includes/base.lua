@@ -11,6 +11,8 @@
 
   rr:{t}:seq           string, the tenant's id counter (tasks, requests, medias)
   rr:{t}:clock:offset  string, ms added to the Redis clock (set by tests only)
+  rr:{t}:clock:virtual string, the tenant's virtual clock in ms, when it asked
+                       for one (set_clock; simulations): read instead of TIME
   rr:{t}:events        stream of the tenant's events (emit), approximate MAXLEN
   rr:{t}:counts        hash of running totals (count)
   rr:{t}:timers        sorted set of every deadline by due time (timer_add)
@@ -64,14 +66,21 @@ local function run(body)
   return redis.error_reply('ERR ' .. tostring(res))
 end
 
--- The Redis server clock, in ms, plus a per-tenant offset that only tests set
--- (to let time pass without sleeping).
+-- The tenant's clock, in ms: its virtual clock when it has one (set_clock;
+-- a simulation's tenant, which moves it from event to event), else the Redis
+-- server clock plus an offset that only tests set (to let time pass without
+-- sleeping). Both keys are the tenant's own, read in one MGET; every script
+-- reads time here alone, so no path differs between the two clocks.
 local NOW
 local function now_ms()
   if not NOW then
-    local t = redis.call('TIME')
-    local off = tonumber(redis.call('GET', key('clock', 'offset')) or '0')
-    NOW = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + off
+    local c = redis.call('MGET', key('clock', 'virtual'), key('clock', 'offset'))
+    if c[1] then
+      NOW = tonumber(c[1])
+    else
+      local t = redis.call('TIME')
+      NOW = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(c[2] or '0')
+    end
   end
   return NOW
 end

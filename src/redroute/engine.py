@@ -495,8 +495,26 @@ class Engine:
         return FireResult(int(fired), int(processed), int(nxt), int(now), [int(x) for x in lags])
 
     async def advance_clock(self, ms: int) -> None:
-        """Moves this tenant's clock forward (tests and simulations only)."""
+        """Moves this tenant's clock forward (tests only; a tenant with a
+        virtual clock moves it with set_clock)."""
         await self.redis.incrby(self.keys.clock_offset, ms)
+
+    async def set_clock(self, at_ms: int) -> int:
+        """Gives this tenant a virtual clock at at_ms, or moves it forward
+        (INVALID_TRANSITION backwards): every script of the tenant then reads
+        that time, and it stands still between calls. For simulations
+        (redroute.sim); no other tenant's clock changes."""
+        v.check_int("clock", at_ms, 0, 2**53 - 1)
+        return int(await self.call("set_clock", at_ms))
+
+    async def clock(self) -> int:
+        """This tenant's clock now, ms: its virtual clock when it has one,
+        else the Redis clock plus its offset."""
+        virtual, offset = await self.redis.mget(self.keys.clock_virtual, self.keys.clock_offset)
+        if virtual is not None:
+            return int(virtual)
+        sec, usec = await self.redis.time()
+        return int(sec) * 1000 + int(usec) // 1000 + int(offset or 0)
 
     async def events(self, after: str = "-", count: int | None = None) -> list[Event]:
         """The tenant's events after stream id `after` ('-' for all)."""

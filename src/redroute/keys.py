@@ -66,6 +66,10 @@ class TenantKeys:
         return self.prefix + "clock:offset"
 
     @property
+    def clock_virtual(self) -> str:
+        return self.prefix + "clock:virtual"
+
+    @property
     def events(self) -> str:
         return self.prefix + "events"
 
