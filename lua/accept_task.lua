@@ -25,6 +25,7 @@ return run(function()
   timer_del('rona|' .. t.id .. '|' .. m.id)
   m.state = 'ACTIVE'
   m.answerTime = now_ms_str()
+  ewt_answered(t)
   task_save(t)
   emit_task(t, false, {m.id}, 'ACCEPTED')
   return task_json(t)

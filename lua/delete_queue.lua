@@ -50,7 +50,7 @@ return run(function()
     fail('INVALID_TRANSITION', 'queue ' .. id .. ' has reserved tasks ' .. id_list(reserved))
   end
   local gone = {key('queue', id), key('q', id, 'members'), key('q', id, 'avail'),
-    key('q', id, 'waiting'), key('q', id, 'age'), key('q', id, 'pref')}
+    key('q', id, 'waiting'), key('q', id, 'age'), key('q', id, 'pref'), key('q', id, 'ewt')}
   for k = 1, 10 do
     gone[#gone + 1] = key('q', id, 'avail:' .. k)
     gone[#gone + 1] = key('q', id, 'waiting:' .. k)

@@ -21,25 +21,11 @@
 ]]
 --- @include "includes/routing"
 
--- How many members of sorted set k come before (score, member).
-local function rank_before(k, score, member)
-  local n = redis.call('ZCOUNT', k, '-inf', '(' .. score)
-  for _, m in ipairs(redis.call('ZRANGEBYSCORE', k, score, score)) do
-    if m < member then n = n + 1 end
-  end
-  return n
-end
-
 return run(function()
   local t = task_must(A[1])
   local q = t.queueId and queue_get(t.queueId)
   local m = media_pending(t, 'QUEUED') or media_pending(t, 'RESERVED') or media_pending(t, 'ACTIVE') or t.media[1]
-  local position
-  if t.parked then
-    local member, score = wait_member(t), istr(wait_score(t))
-    position = 1 + rank_before(key('q', t.queueId, 'waiting'), score, member) +
-      rank_before(key('q', t.queueId, 'pref'), score, member)
-  end
+  local position = task_position(t)
   -- Agents of the conversation on the MRD through another live task.
   local holders = {}
   for _, id in ipairs(conversation_ids(t.conversationId)) do

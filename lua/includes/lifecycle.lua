@@ -27,6 +27,7 @@ local function task_close(t, reason, transition)
   end
   t.state = 'CLOSED'
   t.reason = reason
+  t.ewt = nil  -- (its request's prediction: see ewt.lua)
   task_save(t)
   conversation_settle(t.conversationId)
   emit_task(t, true, changed, transition)
@@ -72,7 +73,7 @@ end
 -- REROUTED. On RONA the agent's MRD goes NOT_READY (RONA) and is published here; on
 -- REROUTE the caller (logout) publishes the agent once it is done with it.
 local function task_reroute(t, reason, transition)
-  local session = t.media[1].session
+  local session, ewt = t.media[1].session, t.ewt
   local a = task_close(t, reason, transition)
   if reason == 'RONA' then count('RONA') end
   if a and reason == 'RONA' then
@@ -89,7 +90,7 @@ local function task_reroute(t, reason, transition)
     local nt = task_new_queued({requestId = t.requestId, conversationId = t.conversationId,
       direction = t.direction, mode = t.mode, queueId = t.queueId, mrdId = t.mrdId,
       priority = t.priority, enqueueTime = t.enqueueTime, ttlDeadline = t.ttlDeadline,
-      metadata = t.metadata, session = session, mediaState = 'QUEUED',
+      metadata = t.metadata, session = session, mediaState = 'QUEUED', ewt = ewt,
       pref = t.pref, prefUntil = t.prefUntil, prefOff = t.prefOff or (t.pref and t.pref == t.assignedTo)})
     emit_task(nt, true, {nt.media[1].id}, 'REROUTED')
     route_task(nt)

@@ -1,5 +1,6 @@
 --- @include "agent"
 --- @include "task"
+--- @include "ewt"
 --[[
   routing: the one place where a task meets an agent.
 
@@ -60,6 +61,29 @@ local function member_task_id(member)
   return 't-' .. string.match(member, '^0*(.+)$')
 end
 
+-- How many members of sorted set k come before (score, member).
+local function rank_before(k, score, member)
+  local n = redis.call('ZCOUNT', k, '-inf', '(' .. score)
+  for _, m in ipairs(redis.call('ZRANGEBYSCORE', k, score, score)) do
+    if m < member then n = n + 1 end
+  end
+  return n
+end
+
+-- A waiting task's place in its queue's order, 1 for the next one handed
+-- out: the waiting tasks before it, those waiting for a preferred agent
+-- only counted at the place their score gives them (they join it when their
+-- window ends); nil when t does not wait.
+local function task_position(t)
+  if not t.parked then return nil end
+  local member, score = wait_member(t), istr(wait_score(t))
+  local waiting, pref = key('q', t.queueId, 'waiting'), key('q', t.queueId, 'pref')
+  if t.parked == true then
+    return 1 + redis.call('ZRANK', waiting, member) + rank_before(pref, score, member)
+  end
+  return 1 + rank_before(waiting, score, member) + redis.call('ZRANK', pref, member)
+end
+
 -- How long a reserved agent has to accept: the queue's agentSlaMs, or the
 -- task's own slaMs when it is offered to a named agent outside a queue.
 local function task_sla(t)
@@ -79,7 +103,9 @@ local function pref_count_add(aid, delta)
   if a then agent_set(a, 'pf', tonumber(a.f.pf or '0') + delta) end
 end
 
-local function unqueue(t)
+-- taken: it leaves because an agent is reserved it (the queue's take rate,
+-- ewt.lua).
+local function unqueue(t, taken)
   local member = wait_member(t)
   if t.parked == 'p' then
     redis.call('ZREM', key('q', t.queueId, 'pref'), member)
@@ -95,6 +121,7 @@ local function unqueue(t)
         t.nextStepAt = nil
       end
     end
+    ewt_unqueued(t, taken)
   end
   t.parked = nil
   redis.call('ZREM', key('q', t.queueId, 'age'), t.id)
@@ -185,6 +212,7 @@ local function enqueue(t, quiet)
     t.overflowAt = istr(t.enqueueTime + q.overflowAfterMs)
     timer_add('ovf|' .. t.id, tonumber(t.overflowAt))
   end
+  ewt_enqueued(t, q, task_position)
   task_save(t, quiet)
 end
 
@@ -192,7 +220,7 @@ end
 -- Emits TASK_STATE_CHANGED (media RESERVED; taskStateChanged when the task
 -- is created in this step), AGENT_RESERVED, AGENT_STATE_CHANGED.
 local function reserve(t, m, a, created)
-  if t.parked then unqueue(t) end
+  if t.parked then unqueue(t, true) end
   t.nextStepAt = nil
   m.state = 'RESERVED'
   t.assignedTo = a.id
@@ -201,6 +229,7 @@ local function reserve(t, m, a, created)
   timer_add('rona|' .. t.id .. '|' .. m.id, now_ms() + task_sla(t))
   redis.call('SADD', key('agent', a.id, 'tasks'), t.id)
   agent_mrd_count_add(a, t.mrdId, 1)
+  ewt_reserved(t)
   task_save(t)
   emit_task(t, created, {m.id}, created and 'CREATED' or 'RESERVED')
   emit('AGENT_RESERVED', '{"task":' .. task_json(t) .. ',"agentId":' .. jid(a.id) .. '}')
@@ -280,6 +309,7 @@ local function route_task(t)
   local q = queue_get(t.queueId)
   task_step(t, q)
   if moved then
+    t.ewt = nil  -- predicted again in the queue it moved to
     task_save(t)
     emit_task(t, false, {}, 'OVERFLOWED')
   end

@@ -18,7 +18,7 @@
   (preferredAgentId, preferredUntil; prefOff once the window ended early);
   overflowAt (the overflow deadline while it waits in a queue with
   overflow) and rsv (when it was offered to its agent, for the MRD blocks
-  invariant).
+  invariant); ewt (a waiting or offered request's predicted wait, ewt.lua).
 ]]
 -- Tasks are decoded once per script; every reader shares the table.
 local TASKS = {}
@@ -135,7 +135,7 @@ local function task_new(f)
     state = 'ACTIVE', direction = f.direction, mode = f.mode, queueId = f.queueId, mrdId = f.mrdId,
     priority = f.priority or '1', enqueueTime = f.enqueueTime or now, ttlDeadline = f.ttlDeadline,
     createdAt = now, updatedAt = now, metadata = f.metadata, exclude = f.exclude, slaMs = f.slaMs,
-    pref = f.pref, prefUntil = f.prefUntil, prefOff = f.prefOff,
+    pref = f.pref, prefUntil = f.prefUntil, prefOff = f.prefOff, ewt = f.ewt,
     media = {{id = 'm-' .. n, mrdId = f.mrdId, state = f.mediaState, queueId = f.queueId,
       enqueueTime = f.enqueueTime or now, session = f.session}}}
   TASKS[t.id] = t

@@ -27,6 +27,7 @@ from .limits import (
     DEFAULT_PRIORITY,
     DEFAULT_RETENTION_MS,
     DEFAULT_SERVICE_LEVEL_THRESHOLD_MS,
+    DEFAULT_WINDOW_MINUTES,
     DEFAULT_WRAP_UP_TIMEOUT_MS,
     MAX_AGENT_QUEUES,
     MAX_BLOCKS,
@@ -39,6 +40,7 @@ from .limits import (
     ROUTE_TO_LAST_AGENT_MS,
     SERVICE_LEVEL_THRESHOLD_MS,
     STEP_TIMEOUT_MS,
+    WINDOW_MINUTES,
     WRAP_UP_TIMEOUT_MS,
 )
 from .model import (
@@ -50,11 +52,13 @@ from .model import (
     Overflow,
     Page,
     Queue,
+    QueueEwt,
     ReasonCode,
     RoutingExplanation,
     SelectionPolicy,
     Step,
     Task,
+    TaskPosition,
     TaskStateName,
     cursor_after,
     page_cursor,
@@ -478,6 +482,21 @@ class Engine:
         its queue (and its preferred agent), each with a reason."""
         raw = await self.call("get_routing", v.check_id("taskId", task_id))
         return RoutingExplanation.from_dict(json.loads(raw))
+
+    async def task_position(self, task_id: str) -> TaskPosition:
+        """A waiting task's place in its queue's order (1: the next one
+        handed out) and its expected wait from now (INVALID_TRANSITION for
+        a task that does not wait)."""
+        raw = await self.call("get_position", v.check_id("taskId", task_id))
+        return TaskPosition.from_dict(json.loads(raw))
+
+    async def queue_ewt(self, queue_id: str, window_minutes: int = DEFAULT_WINDOW_MINUTES) -> QueueEwt:
+        """A queue's estimated wait for a request pushed now, and the
+        accuracy of the predictions answered in the current minute and the
+        window_minutes - 1 before it (lua/includes/ewt.lua)."""
+        v.check_id("queueId", queue_id)
+        v.check_int("windowMinutes", window_minutes, *WINDOW_MINUTES)
+        return QueueEwt.from_dict(json.loads(await self.call("get_ewt", queue_id, window_minutes)))
 
     async def conversation_tasks(self, conversation_id: str) -> list[Task]:
         raw = await self.call("list_tasks", "conversation", v.check_id("conversationId", conversation_id))

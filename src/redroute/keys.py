@@ -145,6 +145,15 @@ class TenantKeys:
         """The tasks waiting for this agent only (their preferred agent)."""
         return f"{self.prefix}agent:{agent_id}:pref"
 
+    # ewt
+    def q_ewt(self, queue_id: str) -> str:
+        """The queue's take rate and time to accept (the wait estimate)."""
+        return f"{self.prefix}q:{queue_id}:ewt"
+
+    def ewt_minute(self, queue_id: str, minute: int | str) -> str:
+        """The queue's prediction errors answered in minute (ms // 60000)."""
+        return f"{self.prefix}ewt:{queue_id}:{minute}"
+
     # task
     def task(self, task_id: str) -> str:
         return f"{self.prefix}task:{task_id}"

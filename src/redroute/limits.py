@@ -35,6 +35,7 @@ PRIORITY_UNIT_MS = (1, 10**10)
 MAX_WAITING = (0, 1_000_000)  # a queue's maxWaiting
 OVERFLOW_AFTER_MS = (1, 7 * DAY_MS)  # how long a task waits before it overflows
 MAX_BLOCKS = 64  # MRDs one MRD's blocks may name
+WINDOW_MINUTES = (1, 1440)  # a statistics window; minute buckets live as long
 
 # Defaults.
 DEFAULT_MAX_REQUESTS = 1
@@ -44,6 +45,7 @@ DEFAULT_AGENT_SLA_MS = 30_000
 DEFAULT_SERVICE_LEVEL_THRESHOLD_MS = 20_000
 DEFAULT_PRIORITY = 1
 DEFAULT_PREFERRED_AGENT_TIMEOUT_MS = 30_000
+DEFAULT_WINDOW_MINUTES = 15  # ?windowMinutes= of the statistics when absent
 DEFAULT_PAGE_LIMIT = 100  # ?limit= of a list when absent
 DEFAULT_EVENTS_MAXLEN = 1_000_000  # approximate MAXLEN of each tenant's event stream
 DEFAULT_RETENTION_MS = DAY_MS  # closed tasks stay readable this long

@@ -414,6 +414,57 @@ class RoutingExplanation:
 
 
 @dataclass(slots=True)
+class TaskPosition:
+    """GET /v1/tasks/{taskId}/position: a waiting task's place in its
+    queue's order (1: the next one handed out) and its expected wait from
+    now (None when the queue has too little history)."""
+
+    position: int
+    ewt_ms: int | None
+    method: str
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TaskPosition:
+        return cls(d["position"], d["ewtMs"], d["method"])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"position": self.position, "ewtMs": self.ewt_ms, "method": self.method}
+
+
+@dataclass(slots=True)
+class EwtAccuracy:
+    """How far the predictions answered in a window were from the actual
+    waits: their count and the median and 90th percentile of the absolute
+    errors (None without samples)."""
+
+    samples: int
+    p50_abs_error_ms: int | None
+    p90_abs_error_ms: int | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"samples": self.samples, "p50AbsErrorMs": self.p50_abs_error_ms,
+                "p90AbsErrorMs": self.p90_abs_error_ms}
+
+
+@dataclass(slots=True)
+class QueueEwt:
+    """A queue's statistics' `ewt`: the expected wait of a request pushed
+    now (None with too little history), the method, and its accuracy."""
+
+    ms: int | None
+    method: str
+    accuracy: EwtAccuracy
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> QueueEwt:
+        a = d["accuracy"]
+        return cls(d["ms"], d["method"], EwtAccuracy(a["samples"], a["p50AbsErrorMs"], a["p90AbsErrorMs"]))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ms": self.ms, "method": self.method, "accuracy": self.accuracy.to_dict()}
+
+
+@dataclass(slots=True)
 class Task:
     id: str
     request_id: str

@@ -59,6 +59,11 @@ reports there is worth a second look before acting on it).
     it still holds opened, and after the blocks last changed); and a
     blocked agent is in none of that MRD's availability indexes (part of 5,
     whose "available" includes the block).
+12. Estimated wait: a task carries its request's prediction only while the
+    request waits in or is offered from a queue (a QUEUED or RESERVED
+    media), never once answered or closed; and a queue counts its busy
+    time (its take-rate mark is set) exactly while its waiting set is not
+    empty.
 """
 
 from __future__ import annotations
@@ -531,6 +536,19 @@ def check_blocks(s: Snapshot, rep: Report) -> None:
                             f"{blocker['id']} of mrd {blocker['mrdId']}, which blocks it")
 
 
+async def check_ewt(engine: Engine, s: Snapshot, rep: Report) -> None:
+    """12. Predictions only on requests still waiting or offered, and each
+    queue's take-rate mark set exactly while tasks wait in its set."""
+    for tid, t in sorted(s.tasks.items()):
+        if "ewt" in t and (t["state"] == "CLOSED" or not any(
+                m["state"] in ("QUEUED", "RESERVED") for m in t["media"])):
+            rep.add(f"task {tid} ({t['state']}) still carries its wait prediction {t['ewt']!r}")
+    for q in sorted(s.queues):
+        mark = await engine.redis.hget(engine.keys.q_ewt(q), "mark")
+        if bool(mark) != bool(s.waiting[q]):
+            rep.add(f"queue {q}: take-rate mark {mark!r} with {len(s.waiting[q])} tasks in its waiting set")
+
+
 async def check(engine: Engine, *, overdue_ms: int | None = None, events: bool = True) -> Report:
     """Every invariant, in order, on the tenant's state as it is now."""
     s = await read(engine, clock=overdue_ms is not None)
@@ -548,6 +566,7 @@ async def check(engine: Engine, *, overdue_ms: int | None = None, events: bool =
     await check_config(engine, s, rep)
     check_policies(s, rep, overdue_ms)
     check_blocks(s, rep)
+    await check_ewt(engine, s, rep)
     return rep
 
 
