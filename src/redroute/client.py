@@ -17,7 +17,7 @@ from . import limits
 from .errors import BY_CODE, RedrouteError
 from .events.model import Event, decode_entry
 from .limits import DEFAULT_PAGE_LIMIT
-from .model import Agent, Mrd, Overflow, Page, Queue, RoutingExplanation, Step, Task
+from .model import Agent, Mrd, Overflow, Page, Queue, RoutingExplanation, Step, Task, TaskPosition
 from .webhooks.model import Delivery, Webhook
 
 MSGPACK = "application/msgpack"
@@ -303,6 +303,10 @@ class Client:
     async def task_routing(self, task_id: str) -> RoutingExplanation:
         """Why a task waits, or why it went to its agent."""
         return RoutingExplanation.from_dict((await self.request("GET", f"/v1/tasks/{task_id}/routing"))[1])
+
+    async def task_position(self, task_id: str) -> TaskPosition:
+        """A waiting task's place in its queue and expected wait (409 if not waiting)."""
+        return TaskPosition.from_dict((await self.request("GET", f"/v1/tasks/{task_id}/position"))[1])
 
     async def conversation_tasks(self, conversation_id: str) -> list[Task]:
         _, d = await self.request("GET", f"/v1/conversations/{conversation_id}/tasks")

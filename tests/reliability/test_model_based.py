@@ -621,6 +621,8 @@ class EngineMatchesModel(RuleBasedStateMachine):
             got = await engine.get_queue(q)
             assert {"waiting": got.waiting, "agents": got.agents} == model.queue_view(q), q
             waiting = model.queued(q)
+            for t in waiting:
+                assert (await engine.task_position(t.id)).position == model.position(t), t.id
             if not waiting:
                 assert got.oldest_wait_ms is None
             else:

@@ -221,6 +221,12 @@ class Model:
         unit = self.cfg.queues[t.queue].priority_unit_ms or STRICT_UNIT_MS
         return (t.enqueue - t.priority * unit, t.seq)
 
+    def position(self, t: MTask) -> int:
+        """A waiting task's place in its queue's order (GET …/position), 1
+        first: the waiting tasks ahead of it, preferred-only ones counted at
+        the place their score gives them."""
+        return 1 + sum(1 for o in self.queued(t.queue) if self.wait_key(o) < self.wait_key(t))
+
     def queued(self, queue: str) -> list[MTask]:
         """Every waiting task of the queue, preferred-only ones included."""
         return [t for t in self.tasks.values() if t.parked and t.queue == queue]

@@ -208,6 +208,10 @@ async def get_task_routing(c: Ctx) -> tuple[int, Any]:
     return 200, (await c.engine.task_routing(c.path["taskId"])).to_dict()
 
 
+async def get_task_position(c: Ctx) -> tuple[int, Any]:
+    return 200, (await c.engine.task_position(c.path["taskId"])).to_dict()
+
+
 # Webhooks (v2)
 
 # The operator's --webhooks-allow-private, set by create_app.

@@ -140,6 +140,9 @@ ROUTES: list[Operation] = [
     route("GET", "/v1/tasks/{taskId}/routing", "getTaskRouting",
           "Why a task waits, or why it went to its agent: its queue's candidates with reasons",
           "tasks", h.get_task_routing, response=s.RoutingExplanation),
+    route("GET", "/v1/tasks/{taskId}/position", "getTaskPosition",
+          "A waiting task's place in its queue's order and its expected wait (409 if not waiting)",
+          "tasks", h.get_task_position, response=s.TaskPosition, errors=(404, 409, 422)),
     # Webhooks (v2)
     route("PUT", "/v1/webhooks/{webhookId}", "putWebhook",
           "Create or replace a webhook (its secret is stored for signing, never returned)",

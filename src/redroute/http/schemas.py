@@ -328,6 +328,15 @@ class RoutingExplanation(BaseModel):
     candidates: list[Candidate]
 
 
+class TaskPosition(BaseModel):
+    """GET /v1/tasks/{taskId}/position"""
+
+    position: int = Field(description="1 for the next task the queue hands out")
+    ewtMs: int | None = Field(description="expected wait from now; null with too little history, "
+                                          "or while the task waits for its preferred agent only")
+    method: str = Field(description="POSITION_RATE, or PREFERRED_AGENT")
+
+
 class TaskList(BaseModel):
     tasks: list[Task]
 

@@ -1,0 +1,34 @@
+"""A waiting task's position and expected wait over HTTP."""
+
+from __future__ import annotations
+
+import pytest
+
+from redroute.errors import InvalidTransition, NotFound
+from tests.support.http import Server, assert_invariants, call, server_fixture  # noqa: F401
+
+
+async def test_position_of_waiting_tasks_and_409_once_reserved(server: Server) -> None:
+    c = server.client
+    await c.put_mrd("chat")
+    await c.put_queue("sales", mrd_id="chat")
+    await c.put_agent("a1", queues=["sales"])
+    first = await c.push_task("c1", "sales")
+    second = await c.push_task("c2", "sales", priority=5)
+    st, body = await call(server, "GET", f"/v1/tasks/{second.id}/position")
+    assert (st, body) == (200, {"position": 1, "ewtMs": None, "method": "POSITION_RATE"})
+    assert (await c.task_position(first.id)).position == 2
+    await c.set_agent_state("a1", "READY")
+    st, problem = await call(server, "GET", f"/v1/tasks/{second.id}/position")
+    assert st == 409 and problem["code"] == "INVALID_TRANSITION"
+    with pytest.raises(InvalidTransition):
+        await c.task_position(second.id)
+    assert (await c.task_position(first.id)).position == 1
+    await assert_invariants(server.engine)
+
+
+async def test_position_of_an_unknown_task_is_404(server: Server) -> None:
+    with pytest.raises(NotFound):
+        await server.client.task_position("t-404")
+    st, _ = await call(server, "GET", "/v1/tasks/bad:id/position")
+    assert st == 422
