@@ -23,9 +23,11 @@ return run(function()
     fail('INVALID_TRANSITION', 'task ' .. t.id .. ' is reserved to another agent')
   end
   timer_del('rona|' .. t.id .. '|' .. m.id)
+  local was = stats_holding(t)
   m.state = 'ACTIVE'
   m.answerTime = now_ms_str()
   ewt_answered(t)
+  stats_hold_moved(t, was)
   task_save(t)
   emit_task(t, false, {m.id}, 'ACCEPTED')
   return task_json(t)

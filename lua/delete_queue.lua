@@ -8,11 +8,12 @@
   Output: 1; NOT_FOUND for an unknown queue; INVALID_TRANSITION naming the
           agents that list it, else the queues that overflow to it, else
           its waiting tasks' count, else its reserved tasks. Its ACTIVE and WRAP_UP tasks stay with their
-          agents and keep their queueId.
+          agents and keep their queueId. Its statistics go with it.
   Events: QUEUE_DELETED {"queueId"}
 ]]
 --- @include "includes/config"
 --- @include "includes/task"
+--- @include "includes/stats"
 return run(function()
   local id = A[1]
   queue_must(id)
@@ -50,12 +51,14 @@ return run(function()
     fail('INVALID_TRANSITION', 'queue ' .. id .. ' has reserved tasks ' .. id_list(reserved))
   end
   local gone = {key('queue', id), key('q', id, 'members'), key('q', id, 'avail'),
-    key('q', id, 'waiting'), key('q', id, 'age'), key('q', id, 'pref'), key('q', id, 'ewt')}
+    key('q', id, 'waiting'), key('q', id, 'age'), key('q', id, 'pref'), key('q', id, 'ewt'),
+    key('q', id, 'tally')}
   for k = 1, 10 do
     gone[#gone + 1] = key('q', id, 'avail:' .. k)
     gone[#gone + 1] = key('q', id, 'waiting:' .. k)
   end
   redis.call('DEL', unpack(gone))
+  redis.call('DEL', unpack(stats_bucket_keys(id)))
   config_remove('queues', id)
   QUEUE_CACHE[id] = nil
   emit('QUEUE_DELETED', '{"queueId":' .. jid(id) .. '}')

@@ -19,6 +19,8 @@
     A[13]    maxWaiting, or '' for no limit
     A[14]    overflow afterMs, or '' for no overflow
     A[15]    overflow queueId, or '' for no overflow
+    A[16]    statisticsEnabled: '0' counts no statistics minutes, '1' or
+             '' counts them (stats.lua)
   Rules:
     A change of MRD, policy or steps rebuilds the queue's availability
     indexes: every member is evaluated against the steps (its first step
@@ -92,6 +94,11 @@ return run(function()
   else
     redis.call('HDEL', qk, 'overflowAfterMs', 'overflowQueueId')
   end
+  -- Counting on or off: from this minute on, the stored minutes and the
+  -- stream's may differ (the check compares the minutes after it).
+  local stats_on = A[16] ~= '0'
+  if old and old.statsOff == stats_on then redis.call('HSET', qk, 'statsSince', now_ms_str()) end
+  if stats_on then redis.call('HDEL', qk, 'statistics') else redis.call('HSET', qk, 'statistics', '0') end
   config_add('queues', id)
   QUEUE_CACHE[id] = nil
   local q = queue_get(id)

@@ -376,30 +376,54 @@ local function agent_drop(a)
   AGENTS[a.id] = false
 end
 
+-- Counts by name, as a JSON object in name order: tally(name) counts one.
+local function name_counts()
+  local counts, names = {}, {}
+  local function tally(name)
+    if not counts[name] then
+      counts[name] = 0
+      names[#names + 1] = name
+    end
+    counts[name] = counts[name] + 1
+  end
+  local function json()
+    table.sort(names)
+    local parts = {}
+    for i, n in ipairs(names) do parts[i] = jid(n) .. ':' .. jint(counts[n]) end
+    return '{' .. table.concat(parts, ',') .. '}'
+  end
+  return tally, json, counts
+end
+
+-- A queue's member agents counted by what they show on its MRD, as JSON,
+-- and how many of them are logged in.
+local function queue_agent_states(q)
+  local tally, json, counts = name_counts()
+  local members = redis.call('SMEMBERS', key('q', q.id, 'members'))
+  for _, aid in ipairs(members) do
+    local a = agent_get(aid)
+    if a then tally(agent_mrd_display(a, q.mrdId)) end
+  end
+  local logged_in = 0
+  for st, n in pairs(counts) do
+    if st ~= 'LOGOUT' then logged_in = logged_in + n end
+  end
+  return json(), logged_in
+end
+
+-- A queue's waiting tasks (preferred-only ones included: :age holds them
+-- all), and its oldest: {count, taskId, enqueueTime} (nil when none waits).
+local function queue_oldest(q)
+  local waiting = redis.call('ZCARD', key('q', q.id, 'age'))
+  local oldest = redis.call('ZRANGE', key('q', q.id, 'age'), '0', '0', 'WITHSCORES')
+  return waiting, oldest[1], tonumber(oldest[2])
+end
+
 -- A queue's live statistics, as JSON fields to add to queue_json: waiting
 -- (count), oldestWaitMs (null when none waits) and agents (member agents
 -- counted by what they show on the queue's MRD).
 local function queue_stats(q)
-  -- (:age holds every waiting task, those waiting for a preferred agent too)
-  local waiting = redis.call('ZCARD', key('q', q.id, 'age'))
-  local oldest = redis.call('ZRANGE', key('q', q.id, 'age'), '0', '0', 'WITHSCORES')
-  local oldest_ms = nil
-  if oldest[2] then oldest_ms = now_ms() - tonumber(oldest[2]) end
-  local counts, names = {}, {}
-  for _, aid in ipairs(redis.call('SMEMBERS', key('q', q.id, 'members'))) do
-    local a = agent_get(aid)
-    if a then
-      local st = agent_mrd_display(a, q.mrdId)
-      if not counts[st] then
-        counts[st] = 0
-        names[#names + 1] = st
-      end
-      counts[st] = counts[st] + 1
-    end
-  end
-  table.sort(names)
-  local parts = {}
-  for i, st in ipairs(names) do parts[i] = jid(st) .. ':' .. jint(counts[st]) end
-  return ',"waiting":' .. jint(waiting) .. ',"oldestWaitMs":' .. jint(oldest_ms) ..
-    ',"agents":{' .. table.concat(parts, ',') .. '}'
+  local waiting, _, since = queue_oldest(q)
+  return ',"waiting":' .. jint(waiting) .. ',"oldestWaitMs":' .. jint(since and now_ms() - since) ..
+    ',"agents":' .. queue_agent_states(q)
 end

@@ -13,7 +13,11 @@
                      when set: rtla (routeToLastAgent timeoutMs), steps,
                      stepAt, stepCode, skillNames (see skills.lua),
                      priorityUnitMs, maxWaiting, overflowAfterMs and
-                     overflowQueueId (routing policies, routing.lua)
+                     overflowQueueId (routing policies, routing.lua),
+                     statistics ('0': counts no minutes, stats.lua) and
+                     statsSince (when its statistics were last switched
+                     on or off: the minutes up to it are not checked
+                     against the stream)
   rr:{t}:queues      set of queue ids
   rr:{t}:index:<kind>  sorted set (scores 0) of the ids in the set of
                      that kind (mrds, queues or agents), for lists in id
@@ -94,12 +98,12 @@ end
 
 local QUEUE_CACHE, QUEUE_FIELDS = {}, {'mrdId', 'agentRequestTtlMs', 'agentSlaMs',
   'agentSelectionPolicy', 'serviceLevelThresholdMs', 'stepAt', 'rtla', 'priorityUnitMs', 'maxWaiting',
-  'overflowAfterMs', 'overflowQueueId'}
+  'overflowAfterMs', 'overflowQueueId', 'statistics'}
 local function queue_decode(id, h)
   local q = {id = id, mrdId = h[1], agentRequestTtlMs = tonumber(h[2]), agentSlaMs = tonumber(h[3]),
              agentSelectionPolicy = h[4], serviceLevelThresholdMs = tonumber(h[5]), rtla = tonumber(h[7]),
              pu = tonumber(h[8]), maxWaiting = tonumber(h[9]), overflowAfterMs = tonumber(h[10]),
-             overflowQueueId = h[11]}
+             overflowQueueId = h[11], statsOff = h[12] == '0'}
   -- A queue with steps: nsteps and each step's start (skills.lua); a queue
   -- without has neither, and routes as in v1.
   if h[6] then
@@ -127,6 +131,7 @@ local function queue_json(q, extra)
   if q.overflowQueueId then
     v2 = v2 .. ',"overflow":{"afterMs":' .. jint(q.overflowAfterMs) .. ',"queueId":' .. jid(q.overflowQueueId) .. '}'
   end
+  if q.statsOff then v2 = v2 .. ',"statisticsEnabled":false' end
   return '{"id":' .. jid(q.id) .. ',"mrdId":' .. jid(q.mrdId) ..
     ',"agentRequestTtlMs":' .. jint(q.agentRequestTtlMs) .. ',"agentSlaMs":' .. jint(q.agentSlaMs) ..
     ',"agentSelectionPolicy":' .. jid(q.agentSelectionPolicy) ..

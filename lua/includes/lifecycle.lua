@@ -10,7 +10,7 @@
 -- CLOSED, TTL_EXPIRED, RONA, DECLINED, REROUTED). Returns the agent that held
 -- the task, if any.
 local function task_close(t, reason, transition)
-  local held, changed = 0, {}
+  local held, changed, was = 0, {}, stats_holding(t)
   for _, m in ipairs(t.media) do
     if m.state ~= 'CLOSED' then
       if t.parked then unqueue(t) end
@@ -28,6 +28,7 @@ local function task_close(t, reason, transition)
   t.state = 'CLOSED'
   t.reason = reason
   t.ewt = nil  -- (its request's prediction: see ewt.lua)
+  stats_hold_moved(t, was)
   task_save(t)
   conversation_settle(t.conversationId)
   emit_task(t, true, changed, transition)
@@ -103,7 +104,7 @@ end
 -- TRANSFERRED for a transfer); returns the agent when
 -- slots were freed (its event not yet emitted).
 local function task_wrap(t, reason, timeout_ms, transition)
-  local changed, freed = {}, -1
+  local changed, freed, was = {}, -1, stats_holding(t)
   for _, m in ipairs(t.media) do
     if m.state ~= 'CLOSED' then
       if m.state == 'RESERVED' then timer_del('rona|' .. t.id .. '|' .. m.id) end
@@ -114,6 +115,7 @@ local function task_wrap(t, reason, timeout_ms, transition)
   end
   t.state = 'WRAP_UP'
   t.reason = reason
+  stats_hold_moved(t, was)
   if timeout_ms then timer_add('wrap|' .. t.id, now_ms() + timeout_ms) end
   task_save(t)
   emit_task(t, true, changed, transition)

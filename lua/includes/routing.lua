@@ -94,6 +94,7 @@ end
 
 local function emit_no_agent(t)
   emit('NO_AGENT_AVAILABLE', '{"task":' .. task_json(t) .. '}')
+  if t.queueId then stats_abandoned(t, 'x') end
 end
 
 -- The preferred agent's count of tasks waiting for it only (pf): lets
@@ -125,6 +126,7 @@ local function unqueue(t, taken)
   end
   t.parked = nil
   redis.call('ZREM', key('q', t.queueId, 'age'), t.id)
+  stats_waiting(t, '-1')
   timer_del('ttl|' .. t.id)
   if t.overflowAt then
     timer_del('ovf|' .. t.id)
@@ -207,6 +209,7 @@ local function enqueue(t, quiet)
     end
   end
   redis.call('ZADD', key('q', t.queueId, 'age'), istr(t.enqueueTime), t.id)
+  stats_waiting(t, '1')
   timer_add('ttl|' .. t.id, t.ttlDeadline)
   if q and q.overflowQueueId then
     t.overflowAt = istr(t.enqueueTime + q.overflowAfterMs)
@@ -230,6 +233,7 @@ local function reserve(t, m, a, created)
   redis.call('SADD', key('agent', a.id, 'tasks'), t.id)
   agent_mrd_count_add(a, t.mrdId, 1)
   ewt_reserved(t)
+  stats_tally(t.queueId, 'r', '1')
   task_save(t)
   emit_task(t, created, {m.id}, created and 'CREATED' or 'RESERVED')
   emit('AGENT_RESERVED', '{"task":' .. task_json(t) .. ',"agentId":' .. jid(a.id) .. '}')
@@ -305,6 +309,7 @@ end
 -- at its step by age; to its preferred agent only while the window is
 -- open; reserved at once when an agent is free, else parked.
 local function route_task(t)
+  local from = t.queueId
   local moved = overflow_move(t)
   local q = queue_get(t.queueId)
   task_step(t, q)
@@ -312,6 +317,7 @@ local function route_task(t)
     t.ewt = nil  -- predicted again in the queue it moved to
     task_save(t)
     emit_task(t, false, {}, 'OVERFLOWED')
+    stats_overflowed(from, t)
   end
   if t.pref then
     if pref_window_open(t) then

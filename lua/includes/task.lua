@@ -1,4 +1,5 @@
 --- @include "base"
+--- @include "stats"
 --[[
   task: the task document, its JSON shape and its TASK_STATE_CHANGED event.
 
@@ -183,6 +184,7 @@ local function emit_task(t, task_changed, media_ids, transition)
   emit('TASK_STATE_CHANGED', '{"task":' .. task_json(t) .. ',"taskStateChanged":' ..
     jbool(task_changed) .. ',"mediaStateChanges":' .. jids(media_ids or {}) ..
     ',"transition":"' .. transition .. '"}')
+  stats_task(t, media_ids, transition)
 end
 
 -- Lets a conversation's index expire once none of its tasks is live.

@@ -154,6 +154,16 @@ class TenantKeys:
         """The queue's prediction errors answered in minute (ms // 60000)."""
         return f"{self.prefix}ewt:{queue_id}:{minute}"
 
+    # stats: a queue's counted minutes and what it holds now
+    def st(self, queue_id: str, minute: int | str) -> str:
+        """A queue's statistics bucket of one minute (ms // 60000 of the
+        tenant's clock)."""
+        return f"{self.prefix}st:{queue_id}:{minute}"
+
+    def q_tally(self, queue_id: str) -> str:
+        """What a queue holds now: waiting by priority and step, reserved, active."""
+        return f"{self.prefix}q:{queue_id}:tally"
+
     # task
     def task(self, task_id: str) -> str:
         return f"{self.prefix}task:{task_id}"
