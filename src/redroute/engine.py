@@ -10,8 +10,9 @@ from typing import Any
 
 from redis.exceptions import ResponseError
 
+from . import statistics as stats
 from . import validation as v
-from .errors import REDIS_DOWN, RedisUnavailable, from_reply
+from .errors import REDIS_DOWN, NotFound, RedisUnavailable, from_reply
 from .events.model import Event, decode_entries
 from .events.stream import create_group
 from .expressions import compile_steps
@@ -209,14 +210,16 @@ class Engine:
         steps: list[Step] | list[dict[str, Any]] | None = None,
         route_to_last_agent_ms: int | None = None,
         priority_unit_ms: int | None = None, max_waiting: int | None = None,
-        overflow: Overflow | dict[str, Any] | None = None,
+        overflow: Overflow | dict[str, Any] | None = None, statistics_enabled: bool = True,
     ) -> Queue:
         """steps: up to 10 (expression, timeoutMs on every step but the
         last); route_to_last_agent_ms: routeToLastAgent's timeoutMs.
         Routing policies: priority_unit_ms (aging: waiting tasks ordered by
         enqueueTime - priority * priority_unit_ms), max_waiting (a PUSH
         beyond it is QUEUE_FULL or overflows), overflow (afterMs, queueId:
-        a task still waiting afterMs after its enqueueTime moves there)."""
+        a task still waiting afterMs after its enqueueTime moves there).
+        statistics_enabled False: the queue counts no statistics minutes
+        (its realtime figures stay)."""
         v.check_id("queueId", queue_id)
         v.check_id("mrdId", mrd_id)
         v.check_int("agentRequestTtlMs", agent_request_ttl_ms, *AGENT_REQUEST_TTL_MS)
@@ -235,13 +238,16 @@ class Engine:
         if max_waiting is not None:
             v.check_int("maxWaiting", max_waiting, *MAX_WAITING)
         ovf = _overflow(overflow)
+        if not isinstance(statistics_enabled, bool):
+            raise v.ValidationError("statisticsEnabled must be true or false")
         await self._register_tenant()
         raw = await self.call("put_queue", queue_id, mrd_id, agent_request_ttl_ms, agent_sla_ms,
                               policy.value, service_level_threshold_ms, *step_args,
                               "" if route_to_last_agent_ms is None else route_to_last_agent_ms,
                               "" if priority_unit_ms is None else priority_unit_ms,
                               "" if max_waiting is None else max_waiting,
-                              *(("", "") if ovf is None else (ovf.after_ms, ovf.queue_id)))
+                              *(("", "") if ovf is None else (ovf.after_ms, ovf.queue_id)),
+                              int(statistics_enabled))
         return Queue.from_dict(json.loads(raw))
 
     async def get_queue(self, queue_id: str) -> Queue:
@@ -505,6 +511,31 @@ class Engine:
     async def agent_tasks(self, agent_id: str) -> list[Task]:
         raw = await self.call("list_tasks", "agent", v.check_id("agentId", agent_id))
         return [Task.from_dict(t) for t in json.loads(raw)["tasks"]]
+
+    # Statistics (docs/api.md, Statistics)
+
+    async def queue_statistics(self, queue_id: str,
+                               window_minutes: int = DEFAULT_WINDOW_MINUTES) -> dict[str, Any]:
+        """A queue's statistics as the API shows them: `realtime` (what it
+        holds now), `window` (what was counted in the current minute and the
+        window_minutes - 1 before it) and `ewt`."""
+        v.check_id("queueId", queue_id)
+        v.check_int("windowMinutes", window_minutes, *WINDOW_MINUTES)
+        raw = json.loads(await self.call("get_statistics", queue_id, window_minutes))
+        return stats.queue_statistics(raw, window_minutes)
+
+    async def statistics(self, window_minutes: int = DEFAULT_WINDOW_MINUTES) -> dict[str, Any]:
+        """The tenant's: {"queues": [each queue's statistics, in id
+        order], "agents": {global state: count}}."""
+        v.check_int("windowMinutes", window_minutes, *WINDOW_MINUTES)
+        d = json.loads(await self.call("get_tenant_statistics"))
+        queues = []
+        for qid in d["queueIds"]:
+            try:
+                queues.append(await self.queue_statistics(qid, window_minutes))
+            except NotFound:  # deleted meanwhile
+                continue
+        return {"queues": queues, "agents": d["agents"]}
 
     # Timers and events
 

@@ -218,6 +218,7 @@ class Queue:
     priority_unit_ms: int | None = None
     max_waiting: int | None = None
     overflow: Overflow | None = None
+    statistics_enabled: bool = True  # shown only when false
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Queue:
@@ -232,6 +233,7 @@ class Queue:
             rtla["timeoutMs"] if rtla else None,
             d.get("priorityUnitMs"), d.get("maxWaiting"),
             Overflow.from_dict(overflow) if overflow else None,
+            d.get("statisticsEnabled", True),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -253,6 +255,8 @@ class Queue:
             d["maxWaiting"] = self.max_waiting
         if self.overflow is not None:
             d["overflow"] = self.overflow.to_dict()
+        if not self.statistics_enabled:
+            d["statisticsEnabled"] = False
         if self.waiting is not None:
             d.update(waiting=self.waiting, oldestWaitMs=self.oldest_wait_ms, agents=self.agents)
         return d

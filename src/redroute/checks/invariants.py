@@ -64,6 +64,13 @@ reports there is worth a second look before acting on it).
     media), never once answered or closed; and a queue counts its busy
     time (its take-rate mark is set) exactly while its waiting set is not
     empty.
+13. Statistics: each queue's tally counts what it holds now (waiting tasks
+    by priority and step, reserved, active); every counted minute of every
+    queue (src/redroute/statistics.py)
+    holds what the event stream says happened in it, field for field: the
+    stream replayed with the counting rules gives the same buckets, over
+    the minutes the stream covers (all of them, unless retention trimmed
+    it) of the last 1440, after the queue's counting was last switched.
 """
 
 from __future__ import annotations
@@ -72,7 +79,11 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from redis.exceptions import ResponseError
+
+from .. import statistics
 from ..engine import Engine
+from ..events.model import Event
 from ..expressions import LIMITS, evaluate
 from ..keys import (
     failed_delivery_id,
@@ -82,6 +93,7 @@ from ..keys import (
     timer_task_id,
     waiting_task_id,
 )
+from ..limits import WINDOW_MINUTES
 
 STEPS = range(1, LIMITS.steps + 1)  # a queue's step numbers
 
@@ -357,13 +369,14 @@ def transition_problem(data: dict[str, Any]) -> str | None:
     return None
 
 
-async def check_events(engine: Engine, s: Snapshot, rep: Report) -> None:
+async def check_events(engine: Engine, s: Snapshot, rep: Report,
+                       events: list[Event] | None = None) -> None:
     """3. The stream carries every change: the last event about each task
     and agent equals its current state, and every transition agrees with
     what its event shows."""
     last_task: dict[str, dict[str, Any]] = {}
     last_agent: dict[str, dict[str, Any]] = {}
-    for ev in await engine.events():
+    for ev in events if events is not None else await engine.events():
         if ev.type == "TASK_STATE_CHANGED" and (why := transition_problem(ev.data)):
             rep.add(f"event {ev.id} of task {ev.task['id']}: {why}")
         if ev.task is not None:
@@ -378,6 +391,60 @@ async def check_events(engine: Engine, s: Snapshot, rep: Report) -> None:
         current = (await engine.get_agent(aid)).to_dict()
         if last_agent.get(aid) != current:
             rep.add(f"agent {aid}: last event differs from state {current}")
+
+
+async def _stream_trimmed(engine: Engine) -> bool:
+    try:
+        info = await engine.redis.xinfo_stream(engine.events_key)
+    except ResponseError:  # no stream yet: nothing happened
+        return False
+    added = info.get("entries-added", info.get("entries_added"))
+    return added is None or int(added) > int(info["length"])
+
+
+async def check_tallies(engine: Engine, s: Snapshot, rep: Report) -> None:
+    """13. Each queue's tally counts what it holds: its waiting tasks by
+    priority and step, its tasks with a RESERVED media, and its ACTIVE
+    tasks with an ACTIVE media."""
+    want: dict[str, dict[str, int]] = {q: {} for q in s.queues}
+    for t in s.tasks.values():
+        q = t.get("queueId")
+        if q not in want or t["state"] != "ACTIVE":
+            continue
+        states = {m["state"] for m in t["media"]}
+        if "QUEUED" in states:
+            fields = [f"p{t['priority']}"] + ([f"s{t['step']}"] if t.get("step") else [])
+        else:
+            fields = ["r"] if "RESERVED" in states else ["a"] if "ACTIVE" in states else []
+        for f in fields:
+            want[q][f] = want[q].get(f, 0) + 1
+    for q, expected in want.items():
+        have = {f: int(n) for f, n in (await engine.redis.hgetall(engine.keys.q_tally(q))).items() if int(n)}
+        if have != expected:
+            rep.add(f"queue {q}: tally {have} differs from what it holds {expected}")
+
+
+async def check_statistics(engine: Engine, s: Snapshot, rep: Report, events: list[Event]) -> None:
+    """13. Every counted minute agrees with the stream replayed."""
+    r, k = engine.redis, engine.keys
+    replayed = statistics.replay(events)
+    now_min = statistics.minute_of((await engine.fire_due(0)).now)
+    first = now_min - WINDOW_MINUTES[1] + 1
+    if replayed.first_minute is not None and await _stream_trimmed(engine):
+        first = max(first, replayed.first_minute + 1)
+    stored: dict[tuple[str, int], dict[str, str]] = {}
+    for key in await _scan(r, glob_escape(k.st("", "")[:-1]) + "*"):
+        q, _, m = key[len(k.st("", "")) - 1:].rpartition(":")
+        stored[(q, int(m))] = await r.hgetall(key)
+    for q, cfg in s.queues.items():
+        if cfg.get("statistics") == "0":
+            continue
+        lo = max(first, statistics.minute_of(int(cfg.get("statsSince", -statistics.MINUTE_MS))) + 1)
+        minutes = {m for (x, m) in set(stored) | set(replayed.minutes) if x == q and lo <= m <= now_min}
+        for m in sorted(minutes - replayed.unknown):
+            for msg in statistics.compare_bucket(q, m, stored.get((q, m), {}), replayed.minutes.get((q, m)),
+                                                 int(cfg["serviceLevelThresholdMs"])):
+                rep.add(msg)
 
 
 def check_deadlines(s: Snapshot, rep: Report, overdue_ms: int | None) -> None:
@@ -557,7 +624,9 @@ async def check(engine: Engine, *, overdue_ms: int | None = None, events: bool =
     check_capacity(s, rep)
     check_one_place(s, rep)
     if events:
-        await check_events(engine, s, rep)
+        all_events = await engine.events()
+        await check_events(engine, s, rep, all_events)
+        await check_statistics(engine, s, rep, all_events)
     check_deadlines(s, rep, overdue_ms)
     check_nothing_waits(s, rep)
     check_steps(s, rep)
@@ -567,6 +636,7 @@ async def check(engine: Engine, *, overdue_ms: int | None = None, events: bool =
     check_policies(s, rep, overdue_ms)
     check_blocks(s, rep)
     await check_ewt(engine, s, rep)
+    await check_tallies(engine, s, rep)
     return rep
 
 
