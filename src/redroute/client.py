@@ -153,7 +153,8 @@ class Client:
                         steps: list[Step] | list[dict[str, Any]] | None = None,
                         route_to_last_agent_ms: int | None = None,
                         priority_unit_ms: int | None = None, max_waiting: int | None = None,
-                        overflow: Overflow | dict[str, Any] | None = None) -> Queue:
+                        overflow: Overflow | dict[str, Any] | None = None,
+                        statistics_enabled: bool = True) -> Queue:
         body: dict[str, Any] = {
             "mrdId": mrd_id, "agentRequestTtlMs": agent_request_ttl_ms, "agentSlaMs": agent_sla_ms,
             "agentSelectionPolicy": str(agent_selection_policy),
@@ -168,6 +169,8 @@ class Client:
             body["maxWaiting"] = max_waiting
         if overflow is not None:
             body["overflow"] = overflow.to_dict() if isinstance(overflow, Overflow) else overflow
+        if not statistics_enabled:
+            body["statisticsEnabled"] = False
         _, d = await self.request("PUT", f"/v1/queues/{queue_id}", body)
         return Queue.from_dict(d)
 
@@ -184,6 +187,16 @@ class Client:
 
     async def get_agent(self, agent_id: str) -> Agent:
         return Agent.from_dict((await self.request("GET", f"/v1/agents/{agent_id}"))[1])
+
+    # Statistics: the API's JSON objects (docs/api.md, Statistics)
+
+    async def queue_statistics(self, queue_id: str,
+                               window_minutes: int = limits.DEFAULT_WINDOW_MINUTES) -> dict[str, Any]:
+        path = f"/v1/queues/{queue_id}/statistics" + _query(windowMinutes=window_minutes)
+        return (await self.request("GET", path))[1]
+
+    async def statistics(self, window_minutes: int = limits.DEFAULT_WINDOW_MINUTES) -> dict[str, Any]:
+        return (await self.request("GET", "/v1/statistics" + _query(windowMinutes=window_minutes)))[1]
 
     # Lists (pages in id order: pass `next` as cursor) and deletion
 

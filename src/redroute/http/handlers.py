@@ -74,12 +74,21 @@ async def put_queue(c: Ctx) -> tuple[int, Any]:
         steps=None if b.steps is None else [x.model_dump(exclude_none=True) for x in b.steps],
         route_to_last_agent_ms=b.routeToLastAgent.timeoutMs if b.routeToLastAgent else None,
         priority_unit_ms=b.priorityUnitMs, max_waiting=b.maxWaiting,
-        overflow=b.overflow.model_dump() if b.overflow else None)
+        overflow=b.overflow.model_dump() if b.overflow else None,
+        statistics_enabled=b.statisticsEnabled)
     return 200, q.to_dict()
 
 
 async def get_queue(c: Ctx) -> tuple[int, Any]:
     return 200, (await c.engine.get_queue(c.path["queueId"])).to_dict()
+
+
+async def queue_statistics(c: Ctx) -> tuple[int, Any]:
+    return 200, await c.engine.queue_statistics(c.path["queueId"], c.query.windowMinutes)
+
+
+async def statistics(c: Ctx) -> tuple[int, Any]:
+    return 200, await c.engine.statistics(c.query.windowMinutes)
 
 
 async def put_agent(c: Ctx) -> tuple[int, Any]:

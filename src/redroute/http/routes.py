@@ -79,6 +79,13 @@ ROUTES: list[Operation] = [
     route("GET", "/v1/queues/{queueId}", "getQueue",
           "Read a queue with its live statistics (waiting, oldestWaitMs, agents)", "config",
           h.get_queue, response=s.Queue),
+    route("GET", "/v1/queues/{queueId}/statistics", "getQueueStatistics",
+          "A queue's statistics: what it holds now, and what was counted over the last "
+          "windowMinutes (service level, waits, handle times)", "statistics",
+          h.queue_statistics, response=s.QueueStatistics, query=s.StatisticsQuery),
+    route("GET", "/v1/statistics", "getStatistics",
+          "Every queue's statistics, and the tenant's agents by state", "statistics",
+          h.statistics, response=s.TenantStatistics, errors=(422,), query=s.StatisticsQuery),
     route("PUT", "/v1/agents/{agentId}", "putAgent", "Create or replace an agent", "config",
           h.put_agent, body=s.AgentBody, response=s.Agent),
     route("GET", "/v1/agents/{agentId}", "getAgent", "Read an agent with its MRD states",

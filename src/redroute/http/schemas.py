@@ -33,6 +33,7 @@ from ..limits import (
     DEFAULT_PREFERRED_AGENT_TIMEOUT_MS,
     DEFAULT_PRIORITY,
     DEFAULT_SERVICE_LEVEL_THRESHOLD_MS,
+    DEFAULT_WINDOW_MINUTES,
     DEFAULT_WRAP_UP_TIMEOUT_MS,
     MAX_AGENT_QUEUES,
     MAX_BLOCKS,
@@ -46,6 +47,7 @@ from ..limits import (
     ROUTE_TO_LAST_AGENT_MS,
     SERVICE_LEVEL_THRESHOLD_MS,
     STEP_TIMEOUT_MS,
+    WINDOW_MINUTES,
     WRAP_UP_TIMEOUT_MS,
 )
 from ..model import (
@@ -154,6 +156,8 @@ class QueueBody(Body):
                                   description="a PUSH beyond this many waiting tasks is 409 "
                                   "QUEUE_FULL, or goes to the overflow queue")
     overflow: OverflowBody | None = None
+    statisticsEnabled: bool = Field(True, strict=True, description="false: the queue counts no "
+                                    "statistics window (its realtime figures stay)")
 
 
 class TaskPriorityBody(Body):
@@ -393,6 +397,7 @@ class Queue(BaseModel):
     priorityUnitMs: int | None = Field(None, description="present when set")
     maxWaiting: int | None = Field(None, description="present when set")
     overflow: OverflowBody | None = Field(None, description="present when set")
+    statisticsEnabled: bool | None = Field(None, description="present when false")
 
 
 class ListQuery(Body):
@@ -513,3 +518,86 @@ class PageQuery(Body):
 
 class DeliveryQuery(PageQuery):
     status: Literal["FAILED"] = "FAILED"
+
+
+# Statistics (GET /v1/queues/{queueId}/statistics, GET /v1/statistics)
+
+class StatisticsQuery(Body):
+    windowMinutes: int = Field(DEFAULT_WINDOW_MINUTES, ge=WINDOW_MINUTES[0], le=WINDOW_MINUTES[1],
+                               description="the window: the current minute and the ones before it")
+
+
+class Realtime(BaseModel):
+    waiting: int
+    waitingByPriority: dict[str, int] = Field(description="waiting tasks by priority")
+    waitingByStep: dict[str, int] = Field(description="waiting tasks by step (a queue with steps)")
+    reserved: int = Field(description="tasks offered to an agent, not yet accepted")
+    active: int = Field(description="tasks with an agent (not in WRAP_UP)")
+    oldestWaitMs: int | None
+    oldestTaskId: str | None
+    agents: dict[str, int] = Field(description="member agents by the state they show on the queue's MRD")
+    availableAgents: int = Field(description="members that can take a task of the queue now")
+    loggedInAgents: int
+
+
+class ServiceLevel(BaseModel):
+    thresholdMs: int
+    answered: int
+    answeredWithin: int
+    abandoned: int
+    abandonedWithin: int
+    sl: float | None = Field(description="answeredWithin / answered; null when none")
+    sl2: float | None = Field(description="(answeredWithin + abandonedWithin) / (answered + abandoned)")
+
+
+class WaitUntilAnswered(BaseModel):
+    avgMs: int | None
+    p50Ms: int | None
+    p90Ms: int | None
+    maxMs: int | None
+
+
+class HandleTime(BaseModel):
+    avgMs: int | None
+    p50Ms: int | None
+    p90Ms: int | None
+
+
+class Window(BaseModel):
+    minutes: int
+    entered: int
+    answered: int
+    abandoned: int
+    expired: int
+    cancelled: int
+    ronas: int
+    overflowedIn: int
+    overflowedOut: int
+    serviceLevel: ServiceLevel
+    waitUntilAnswered: WaitUntilAnswered
+    handleTime: HandleTime
+
+
+class EwtAccuracy(BaseModel):
+    samples: int
+    p50AbsErrorMs: int | None
+    p90AbsErrorMs: int | None
+
+
+class Ewt(BaseModel):
+    ms: int | None = Field(description="the expected wait of a request pushed now; null: too little history")
+    method: str | None
+    accuracy: EwtAccuracy
+
+
+class QueueStatistics(BaseModel):
+    queueId: str
+    at: int = Field(description="when the figures were read, ms")
+    realtime: Realtime
+    window: Window
+    ewt: Ewt
+
+
+class TenantStatistics(BaseModel):
+    queues: list[QueueStatistics]
+    agents: dict[str, int] = Field(description="the tenant's agents by global state")
