@@ -52,7 +52,7 @@ return run(function()
   end
   local gone = {key('queue', id), key('q', id, 'members'), key('q', id, 'avail'),
     key('q', id, 'waiting'), key('q', id, 'age'), key('q', id, 'pref'), key('q', id, 'ewt'),
-    key('q', id, 'tally')}
+    key('q', id, 'tally'), key('q', id, 'totals')}
   for k = 1, 10 do
     gone[#gone + 1] = key('q', id, 'avail:' .. k)
     gone[#gone + 1] = key('q', id, 'waiting:' .. k)

@@ -14,6 +14,9 @@
                      sum and wm the max of the answered waits (ms), w<bin>
                      their histogram; hn, hs the count and sum of handle
                      times (ms), h<bin> their histogram (stats_bin)
+  rr:{t}:q:<queue>:totals  hash of the queue's counts since it was made
+                     (each field of a bucket counted one at a time: e, a,
+                     aw, x, c, bw, r, oi, oo, hn), for /metrics' counters
   rr:{t}:q:<queue>:tally  hash of what the queue holds now: p<priority>
                      and s<step> its waiting tasks (preferred-only ones
                      included) by priority and by step, r its tasks with a
@@ -67,7 +70,7 @@ local function stats_bucket(qid)
   local b = STATS_BUCKETS[k]
   if not b then
     local h = redis.call('HMGET', k, 'th', 'wm')
-    b = {k = k, th = tonumber(h[1]), wm = tonumber(h[2]) or -1}
+    b = {k = k, th = tonumber(h[1]), wm = tonumber(h[2]) or -1, totals = q and key('q', qid, 'totals')}
     if not b.th then
       b.th = q and q.serviceLevelThresholdMs or 0
       redis.call('HSET', k, 'th', istr(b.th))
@@ -78,8 +81,11 @@ local function stats_bucket(qid)
   return b
 end
 
+-- Adds n (a string) to a field of bucket b, or counts one: then the
+-- queue's totals count it too (a deleted queue keeps none).
 local function stats_add(b, field, n)
   redis.call('HINCRBY', b.k, field, n or '1')
+  if not n and b.totals then redis.call('HINCRBY', b.totals, field, '1') end
 end
 
 local function stats_count(qid, field)
@@ -102,7 +108,7 @@ local function stats_answered(t)
   stats_add(b, 'a')
   if w <= b.th then stats_add(b, 'aw') end
   stats_add(b, 'ws', istr(w))
-  stats_add(b, 'w' .. stats_bin(w))
+  stats_add(b, 'w' .. stats_bin(w), '1')
   if w > b.wm then
     b.wm = w
     redis.call('HSET', b.k, 'wm', istr(w))
@@ -120,7 +126,7 @@ local function stats_handled(t)
     local h = math.max(0, now_ms() - first)
     stats_add(b, 'hn')
     stats_add(b, 'hs', istr(h))
-    stats_add(b, 'h' .. stats_bin(h))
+    stats_add(b, 'h' .. stats_bin(h), '1')
   end
   return true
 end

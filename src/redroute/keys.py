@@ -160,6 +160,10 @@ class TenantKeys:
         tenant's clock)."""
         return f"{self.prefix}st:{queue_id}:{minute}"
 
+    def q_totals(self, queue_id: str) -> str:
+        """A queue's counts since it was made (the counters of /metrics)."""
+        return f"{self.prefix}q:{queue_id}:totals"
+
     def q_tally(self, queue_id: str) -> str:
         """What a queue holds now: waiting by priority and step, reserved, active."""
         return f"{self.prefix}q:{queue_id}:tally"

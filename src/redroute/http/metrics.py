@@ -34,8 +34,26 @@ from ..model import EventType
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-MAX_TENANTS = 100  # scrape-time reads are bounded
-MAX_QUEUES = 1000
+MAX_TENANTS = 100  # scrape-time reads are bounded, and so is the queue label's cardinality:
+MAX_QUEUES = 1000  # at most MAX_TENANTS x MAX_QUEUES series per queue family
+# A queue's counts since it was made (rr:{t}:q:<id>:totals): (field, metric,
+# help, extra label). Each is a counter (`_total`).
+QUEUE_TOTALS = (
+    ("e", "redroute_queue_entered", "routing requests that entered the queue", None),
+    ("a", "redroute_queue_answered", "requests of the queue accepted by an agent", None),
+    ("aw", "redroute_queue_answered_within_threshold",
+     "requests answered within the queue's serviceLevelThresholdMs", None),
+    ("x", "redroute_queue_abandoned", "requests that left unanswered, by reason", ("reason", "expired")),
+    ("c", "redroute_queue_abandoned", "", ("reason", "cancelled")),
+    ("bw", "redroute_queue_abandoned_within_threshold",
+     "requests abandoned within the queue's serviceLevelThresholdMs", None),
+    ("r", "redroute_queue_ronas", "reservations of the queue's requests unanswered or declined", None),
+    ("oi", "redroute_queue_overflowed", "requests overflowed, by direction", ("direction", "in")),
+    ("oo", "redroute_queue_overflowed", "", ("direction", "out")),
+    ("hn", "redroute_queue_handled", "requests of the queue that left ACTIVE (WRAP_UP or CLOSED)", None),
+)
+# The window of the queue gauges below (service level, waits).
+METRICS_WINDOW_MINUTES = 15
 # Running totals of rr:{t}:counts shown as their own counters: (field, metric, help).
 COUNTED = (
     ("AGENT_RESERVED", "redroute_reservations", "tasks reserved to an agent"),
@@ -118,18 +136,66 @@ class Metrics:
         return generate_latest(self.registry) + generate_latest(scrape), CONTENT_TYPE_LATEST
 
 
+def _queue_families() -> tuple[dict[str, GaugeMetricFamily], dict[str, CounterMetricFamily]]:
+    q = ["tenant", "queue"]
+    gauges = {
+        "waiting": GaugeMetricFamily("redroute_queue_waiting", "tasks waiting in the queue", labels=q),
+        "oldest": GaugeMetricFamily("redroute_queue_oldest_wait_seconds",
+                                    "the longest current wait in the queue", labels=q),
+        "agents": GaugeMetricFamily("redroute_queue_agents", "the queue's agents by MRD state",
+                                    labels=[*q, "state"]),
+        "reserved": GaugeMetricFamily("redroute_queue_reserved",
+                                      "the queue's tasks offered to an agent, not yet accepted", labels=q),
+        "active": GaugeMetricFamily("redroute_queue_active",
+                                    "the queue's tasks with an agent (not in WRAP_UP)", labels=q),
+        "available": GaugeMetricFamily("redroute_queue_available_agents",
+                                       "member agents that can take a task of the queue now", labels=q),
+        "sl": GaugeMetricFamily("redroute_queue_service_level", "answered within the threshold / "
+                                f"answered, over the last {METRICS_WINDOW_MINUTES} minutes (sl; sl2 "
+                                "counts abandoned within as met); absent when nothing was",
+                                labels=[*q, "kind"]),
+        "wait": GaugeMetricFamily("redroute_queue_answer_wait_seconds", "wait until answered over "
+                                  f"the last {METRICS_WINDOW_MINUTES} minutes, by quantile",
+                                  labels=[*q, "quantile"]),
+    }
+    counters: dict[str, CounterMetricFamily] = {}
+    for _, metric, help_, extra in QUEUE_TOTALS:
+        if metric not in counters:
+            counters[metric] = CounterMetricFamily(metric, help_, labels=q + ([extra[0]] if extra else []))
+    return gauges, counters
+
+
+async def _add_queue(engine: Engine, tenant: str, qid: str, gauges: dict[str, GaugeMetricFamily],
+                     counters: dict[str, CounterMetricFamily]) -> int:
+    """One queue's series; returns its waiting count."""
+    d = await engine.queue_statistics(qid, METRICS_WINDOW_MINUTES)
+    rt, w, labels = d["realtime"], d["window"], [tenant, qid]
+    gauges["waiting"].add_metric(labels, rt["waiting"])
+    gauges["oldest"].add_metric(labels, (rt["oldestWaitMs"] or 0) / 1000)
+    for state, n in sorted(rt["agents"].items()):
+        gauges["agents"].add_metric([*labels, state], n)
+    gauges["reserved"].add_metric(labels, rt["reserved"])
+    gauges["active"].add_metric(labels, rt["active"])
+    gauges["available"].add_metric(labels, rt["availableAgents"])
+    for kind in ("sl", "sl2"):
+        if w["serviceLevel"][kind] is not None:
+            gauges["sl"].add_metric([*labels, kind], w["serviceLevel"][kind])
+    for quantile, f in (("0.5", "p50Ms"), ("0.9", "p90Ms")):
+        if w["waitUntilAnswered"][f] is not None:
+            gauges["wait"].add_metric([*labels, quantile], w["waitUntilAnswered"][f] / 1000)
+    totals = await engine.redis.hgetall(engine.keys.q_totals(qid))
+    for field, metric, _, extra in QUEUE_TOTALS:
+        counters[metric].add_metric(labels + ([extra[1]] if extra else []), int(totals.get(field, 0)))
+    return rt["waiting"]
+
+
 async def read_snapshot(redis: Any, engine_for: Callable[[str], Engine]) -> list[Metric]:
-    """Read from Redis now: tasks by state and each queue's depth, oldest
-    wait and agents by MRD state (gauges), and the engine's running totals
-    (counters)."""
+    """Read from Redis now: tasks by state and each queue's figures (gauges
+    from its statistics, counters from its totals), and the engine's running
+    totals (counters)."""
     tasks = GaugeMetricFamily("redroute_tasks", "tasks by state (live = not closed; queued = "
                               "waiting in a queue)", labels=["tenant", "state"])
-    waiting = GaugeMetricFamily("redroute_queue_waiting", "tasks waiting in the queue",
-                                labels=["tenant", "queue"])
-    oldest = GaugeMetricFamily("redroute_queue_oldest_wait_seconds",
-                               "the longest current wait in the queue", labels=["tenant", "queue"])
-    agents = GaugeMetricFamily("redroute_queue_agents", "the queue's agents by MRD state",
-                               labels=["tenant", "queue", "state"])
+    gauges, counters = _queue_families()
     timers = GaugeMetricFamily("redroute_timers_pending", "deadlines not yet fired",
                                labels=["tenant"])
     events = CounterMetricFamily("redroute_events", "events appended to the tenant's stream",
@@ -145,14 +211,9 @@ async def read_snapshot(redis: Any, engine_for: Callable[[str], Engine]) -> list
         queued = 0
         for qid in sorted(await redis.smembers(k.queues))[:MAX_QUEUES]:
             try:
-                q = await engine.get_queue(qid)
+                queued += await _add_queue(engine, tenant, qid, gauges, counters)
             except (NotFound, ValidationError):
                 continue
-            queued += q.waiting or 0
-            waiting.add_metric([tenant, qid], q.waiting or 0)
-            oldest.add_metric([tenant, qid], (q.oldest_wait_ms or 0) / 1000)
-            for state, n in sorted((q.agents or {}).items()):
-                agents.add_metric([tenant, qid, state], n)
         tasks.add_metric([tenant, "live"], await redis.scard(k.live))
         tasks.add_metric([tenant, "queued"], queued)
         timers.add_metric([tenant], await redis.zcard(k.timers))
@@ -162,7 +223,7 @@ async def read_snapshot(redis: Any, engine_for: Callable[[str], Engine]) -> list
                 events.add_metric([tenant, etype.value], counts[etype.value])
         for name, family in totals.items():
             family.add_metric([tenant], counts.get(name, 0))
-    return [tasks, waiting, oldest, agents, timers, events, *totals.values()]
+    return [tasks, *gauges.values(), *counters.values(), timers, events, *totals.values()]
 
 
 class _Snapshot(Collector):
