@@ -67,6 +67,23 @@ async def test_check_reports_each_violation_and_exits_1(live, redis_server: Redi
     ]
 
 
+async def test_check_reports_a_statistics_minute_that_disagrees_with_the_stream(
+    live, redis_server: RedisProcess,
+):
+    engine = Engine(live, "acme")
+    [key] = await live.keys(engine.keys.st("sales", "*"))  # the minute of the setup
+    minute = key.rsplit(":", 1)[1]
+    stored = await live.hgetall(key)
+    await live.hincrby(key, "e", 5)
+
+    done = run_check(redis_server.url, "--tenant", "acme", "--settle", "0.1")
+
+    assert done.returncode == 1
+    e = int(stored["e"])
+    assert done.stdout.splitlines()[1:] == [
+        f"  - statistics of queue sales, minute {minute}: stored/stream differ: e={e + 5}/{e}"]
+
+
 async def test_check_without_a_tenant_checks_every_tenant_of_the_registry(
     live, redis_server: RedisProcess,
 ):

@@ -98,6 +98,23 @@ def test_replay_exits_1_and_prints_each_difference(redis_server, capsys: pytest.
     assert out[-1].endswith("1 difference with Redis")
 
 
+def test_replay_recomputes_the_statistics_and_prints_a_minute_that_differs(
+    redis_server, capsys: pytest.CaptureFixture[str],
+) -> None:
+    minute = []
+
+    async def drift(engine: Engine) -> None:
+        await a_reservation(engine)  # entered 1: counted in the step, and in the stream
+        minute.append((await engine.fire_due(0)).now // 60_000)
+        await engine.redis.hincrby(engine.keys.st("sales", minute[0]), "a", 1)  # behind its back
+
+    on_redis(redis_server.url, drift)
+    assert events_cli(redis_server.url, "replay") == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"statistics of queue sales, minute {minute[0]}: stored/stream differ: a=1/0"
+    assert out[-1].endswith("1 difference with Redis")
+
+
 def test_replay_exits_2_when_retention_trimmed_the_stream(
     redis_server, capsys: pytest.CaptureFixture[str],
 ) -> None:

@@ -1,7 +1,7 @@
 """Queue statistics: each definition of the window counted from a scripted
 history on the test clock, the window's boundaries, and the realtime
 block. (After every test the checker replays the stream and compares it
-with the stored minutes: invariant 12.)"""
+with the stored minutes: invariant 13.)"""
 
 from __future__ import annotations
 

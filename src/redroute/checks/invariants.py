@@ -426,25 +426,37 @@ async def check_tallies(engine: Engine, s: Snapshot, rep: Report) -> None:
 
 async def check_statistics(engine: Engine, s: Snapshot, rep: Report, events: list[Event]) -> None:
     """13. Every counted minute agrees with the stream replayed."""
+    for msg in await statistics_differences(engine, events, s.queues):
+        rep.add(msg)
+
+
+async def statistics_differences(engine: Engine, events: list[Event],
+                                 queues: dict[str, dict[str, str]] | None = None) -> list[str]:
+    """The counted minutes that differ from the stream's events replayed
+    (invariant 13; also `redroute events replay`)."""
     r, k = engine.redis, engine.keys
+    if queues is None:
+        queues = {q: await r.hgetall(k.queue(q)) for q in await r.smembers(k.queues)}
     replayed = statistics.replay(events)
     now_min = statistics.minute_of((await engine.fire_due(0)).now)
     first = now_min - WINDOW_MINUTES[1] + 1
     if replayed.first_minute is not None and await _stream_trimmed(engine):
         first = max(first, replayed.first_minute + 1)
     stored: dict[tuple[str, int], dict[str, str]] = {}
-    for key in await _scan(r, glob_escape(k.st("", "")[:-1]) + "*"):
-        q, _, m = key[len(k.st("", "")) - 1:].rpartition(":")
+    prefix = k.st("", "")[:-1]  # rr:{t}:st:
+    for key in await _scan(r, glob_escape(prefix) + "*"):
+        q, _, m = key[len(prefix):].rpartition(":")
         stored[(q, int(m))] = await r.hgetall(key)
-    for q, cfg in s.queues.items():
+    out: list[str] = []
+    for q, cfg in sorted(queues.items()):
         if cfg.get("statistics") == "0":
             continue
         lo = max(first, statistics.minute_of(int(cfg.get("statsSince", -statistics.MINUTE_MS))) + 1)
         minutes = {m for (x, m) in set(stored) | set(replayed.minutes) if x == q and lo <= m <= now_min}
         for m in sorted(minutes - replayed.unknown):
-            for msg in statistics.compare_bucket(q, m, stored.get((q, m), {}), replayed.minutes.get((q, m)),
-                                                 int(cfg["serviceLevelThresholdMs"])):
-                rep.add(msg)
+            out += statistics.compare_bucket(q, m, stored.get((q, m), {}), replayed.minutes.get((q, m)),
+                                             int(cfg["serviceLevelThresholdMs"]))
+    return out
 
 
 def check_deadlines(s: Snapshot, rep: Report, overdue_ms: int | None) -> None:

@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from ..backend import connect, is_embedded
+from ..checks.invariants import statistics_differences
 from ..checks.projection import compare, replay
 from ..engine import Engine
 from ..events.model import Event
@@ -105,6 +106,8 @@ async def _replay(args: argparse.Namespace) -> int:
             print(f"cannot rebuild the state from the stream: {gap}", file=sys.stderr)
             return 2
         diffs = await compare(projection, engine)
+        # The statistics' minutes, recomputed from the same stream.
+        diffs += await statistics_differences(engine, await engine.events())
     finally:
         await redis.aclose()
     for d in diffs:
@@ -152,9 +155,11 @@ def add_parser(sub: Any) -> None:
     t.set_defaults(func=cmd_tail)
 
     r = evsub.add_parser(
-        "replay", help="rebuild tasks, agents and queues from the stream and compare with Redis",
-        description="Exit status: 0 when the stream rebuilds the state exactly, 1 when they "
-                    "differ (each difference is printed), 2 when retention trimmed the stream.",
+        "replay", help="rebuild tasks, agents, queues and the queues' statistics from the stream "
+                       "and compare with Redis",
+        description="Exit status: 0 when the stream rebuilds the state and every counted "
+                    "statistics minute exactly, 1 when they differ (each difference is printed), "
+                    "2 when retention trimmed the stream.",
         formatter_class=HELP)
     common(r)
     r.add_argument("--tenant", default=tenant, help=tenant_help)
