@@ -13,12 +13,15 @@
           step count, null without steps), "tally" (stats_tally_json),
           "agents" (members by the state they show on the queue's MRD),
           "loggedInAgents", "availableAgents" (in its availability
-          indexes), "window" (stats_window_json)}; NOT_FOUND for an
+          indexes), "window" (stats_window_json), "ewt" (ewt.lua,
+          ewt_json: the estimate and its accuracy over the same
+          window)}; NOT_FOUND for an
           unknown queue. Reads at most A[2] minute buckets, never a task.
   Events: none
 ]]
 --- @include "includes/agent"
 --- @include "includes/stats"
+--- @include "includes/ewt"
 return run(function()
   local q = queue_must(A[1])
   local waiting, oldest_id, oldest_at = queue_oldest(q)
@@ -35,5 +38,6 @@ return run(function()
     ',"steps":' .. jint(q.nsteps) .. ',"tally":' .. stats_tally_json(q.id) ..
     ',"agents":' .. agents .. ',"loggedInAgents":' .. jint(logged_in) ..
     ',"availableAgents":' .. jint(available) ..
-    ',"window":' .. stats_window_json(q.id, tonumber(A[2])) .. '}'
+    ',"window":' .. stats_window_json(q.id, tonumber(A[2])) ..
+    ',"ewt":' .. ewt_json(q, tonumber(A[2])) .. '}'
 end)

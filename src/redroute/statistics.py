@@ -118,16 +118,11 @@ def realtime_block(raw: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-# The `ewt` object while no estimate is wired in: too little history.
-NO_EWT: dict[str, Any] = {"ms": None, "method": None,
-                          "accuracy": {"samples": 0, "p50AbsErrorMs": None, "p90AbsErrorMs": None}}
-
-
 def queue_statistics(raw: dict[str, Any], minutes: int) -> dict[str, Any]:
     """GET /v1/queues/{id}/statistics from get_statistics' reply."""
     return {"queueId": raw["queueId"], "at": raw["at"], "realtime": realtime_block(raw),
             "window": window_block(raw["window"], minutes, raw["thresholdMs"]),
-            "ewt": dict(NO_EWT)}
+            "ewt": raw["ewt"]}
 
 
 # Replay: the same counts from the stream (the rules of stats.lua's header).

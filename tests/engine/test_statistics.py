@@ -340,3 +340,11 @@ async def test_deleting_a_queue_deletes_its_statistics(engine: Engine):
     await setup_center(engine, agents=())
     assert (await window(engine))["entered"] == 0
     assert await engine.redis.keys(engine.keys.st("sales", "*")) == []
+
+
+async def test_the_statistics_carry_the_queue_s_estimated_wait(engine: Engine):
+    await center(engine)
+    await engine.push_task("c1", "sales")
+    stats = await engine.queue_statistics("sales", 30)
+    assert stats["ewt"] == (await engine.queue_ewt("sales", 30)).to_dict()
+    assert stats["ewt"]["method"] == "POSITION_RATE"
