@@ -424,10 +424,13 @@ end
 
 -- After a config change made agents available at once: each queue of the
 -- MRD, in name order, gives its waiting tasks to its available agents in
--- the queue's selection order.
+-- the queue's selection order; then each agent that tasks of the MRD wait
+-- for as their preferred agent, by id, takes them (it may be in no queue's
+-- index, and a queue whose waiting set emptied stops early).
 local function route_available(mrd)
   local qids = redis.call('SMEMBERS', key('queues'))
   table.sort(qids)
+  local preferred, ids = {}, {}
   for _, qid in ipairs(qids) do
     local q = queue_get(qid)
     if q and q.mrdId == mrd then
@@ -438,8 +441,17 @@ local function route_available(mrd)
           route_agent(agent_get(aid), mrd)
         end
       end
+      for _, member in ipairs(redis.call('ZRANGE', key('q', qid, 'pref'), '0', '-1')) do
+        local aid = task_get(member_task_id(member)).pref
+        if not preferred[aid] then
+          preferred[aid] = true
+          ids[#ids + 1] = aid
+        end
+      end
     end
   end
+  table.sort(ids)
+  for _, aid in ipairs(ids) do route_agent(agent_get(aid), mrd) end
 end
 
 -- Offers a new task to one named agent: reserved when the agent can take it

@@ -635,3 +635,15 @@ async def test_put_scripts_called_with_the_v1_arguments_only_set_no_policies(eng
     assert (await engine.get_mrd("chat")).blocks is None
     q = await engine.get_queue("sales")
     assert (q.priority_unit_ms, q.max_waiting, q.overflow) == (None, None, None)
+
+
+async def test_removing_blocks_offers_a_task_waiting_for_its_preferred_agent_at_once(engine: Engine):
+    await blocking_center(engine)
+    await engine.put_mrd("voice")
+    call = await engine.push_task("call", "calls")
+    await engine.accept(call.id, call.media.id, "a1")
+    await engine.put_mrd("voice", blocks=["chat"])
+    chat = await engine.push_task("chat", "sales", preferred_agent_id="a1", preferred_agent_timeout_ms=MINUTE)
+    assert chat.media.state == "QUEUED"
+    await engine.put_mrd("voice")
+    assert (await engine.get_task(chat.id)).assigned_to == "a1"

@@ -702,6 +702,11 @@ class Model:
                     if not self.waiting(qid):
                         break
                     self._route_agent(a, mrd)
+        # Then the agents that tasks of the MRD wait for as preferred agent.
+        preferred = {t.pref for t in self.tasks.values()
+                     if t.parked == "p" and self.cfg.queues[t.queue].mrd == mrd}
+        for a in sorted(preferred):
+            self._route_agent(a, mrd)
 
     def set_task_priority(self, task_id: str, priority: int) -> MTask:
         """A waiting task takes the place its new priority gives it."""
