@@ -1,4 +1,5 @@
 --- @include "config"
+--- @include "stats"
 --[[
   ewt: estimated wait time (method POSITION_RATE) and its measured
   accuracy. Hooks called by routing (enqueue, unqueue, reserve), lifecycle
@@ -13,9 +14,9 @@
                      same average) and rn (accepts seen)
   rr:{t}:ewt:<id>:<minute>  hash, one per queue and minute of the clock
                      (now_ms() // 60000) in which a prediction met its
-                     answer: n (samples), b<bin> (their absolute errors,
-                     histogram of ewt_bin); expires 1441 minutes after it
-                     is made (the longest window is 1440)
+                     answer: b<bin> the count of absolute errors in each
+                     bin of stats_bin; expires 1441 minutes after its last
+                     new bin (the longest window is 1440)
 
   Method: a waiting request at position p (1 is the next the queue hands
   out) is expected to wait p takes of the queue plus the time an agent
@@ -51,12 +52,26 @@ local function ewt_state(qid)
   return s
 end
 
+-- Sets field f of the queue's state to v (written when the script ends).
+local function ewt_set(s, f, v)
+  s[f] = v
+  s.changed = s.changed or {}
+  s.changed[f] = true
+end
+
+local EWT_FORMAT = {mark = function(v) return v and istr(v) or '' end, acc = istr, n = istr, rn = istr,
+  gap = function(v) return string.format('%.3f', v) end, ring = function(v) return string.format('%.3f', v) end}
+
+-- Only the fields that changed: an accept writes two, a take four.
 AT_END[#AT_END + 1] = function()
   for qid, s in pairs(EWT_STATES) do
-    if s.dirty and queue_get(qid) then
-      redis.call('HSET', key('q', qid, 'ewt'), 'mark', s.mark and istr(s.mark) or '', 'acc', istr(s.acc),
-        'gap', string.format('%.3f', s.gap), 'n', istr(s.n), 'ring', string.format('%.3f', s.ring),
-        'rn', istr(s.rn))
+    if s.changed then
+      local args = {}
+      for f in pairs(s.changed) do
+        args[#args + 1] = f
+        args[#args + 1] = EWT_FORMAT[f](s[f])
+      end
+      redis.call('HSET', key('q', qid, 'ewt'), unpack(args))
     end
   end
 end
@@ -90,10 +105,7 @@ local function ewt_enqueued(t, q, position)
   if not q then return end
   if t.parked == true then
     local s = ewt_state(q.id)
-    if not s.mark then
-      s.mark = now_ms()
-      s.dirty = true
-    end
+    if not s.mark then ewt_set(s, 'mark', now_ms()) end
   end
   if t.ewt == nil and t.mode == 'QUEUE' then
     if t.parked == true then
@@ -110,16 +122,15 @@ local function ewt_unqueued(t, taken)
   local s = ewt_state(t.queueId)
   local now = now_ms()
   if s.mark then
-    s.acc = s.acc + now - s.mark
+    ewt_set(s, 'acc', s.acc + now - s.mark)
     if taken then
-      s.n = s.n + 1
-      s.gap = ewt_average(s.gap, s.n, s.acc)
-      s.acc = 0
+      ewt_set(s, 'n', s.n + 1)
+      ewt_set(s, 'gap', ewt_average(s.gap, s.n, s.acc))
+      ewt_set(s, 'acc', 0)
     end
   end
-  s.mark = nil
-  if redis.call('ZCARD', key('q', t.queueId, 'waiting')) > 0 then s.mark = now end
-  s.dirty = true
+  local left = redis.call('ZCARD', key('q', t.queueId, 'waiting')) > 0
+  if left or s.mark then ewt_set(s, 'mark', left and now or nil) end
 end
 
 -- Task t is reserved to an agent; a request that never waited is predicted
@@ -131,20 +142,8 @@ local function ewt_reserved(t)
   end
 end
 
--- The histogram bin of an error in ms: 64 ms wide below 1024 ms (bins
--- 0..15), then 8 bins per power of two, so a bin's middle is within 32 ms
--- or 1/16 of every value in it.
-local function ewt_bin(ms)
-  if ms < 1024 then return math.floor(ms / 64) end
-  local e, p = 10, 2048
-  while p <= ms do
-    e = e + 1
-    p = p * 2
-  end
-  return 16 + (e - 10) * 8 + math.floor(ms / (p / 16)) - 8
-end
-
--- The middle of bin b (ewt_bin's inverse).
+-- The middle of bin b of stats_bin (the statistics' histogram bins: a
+-- bin's middle is within 32 ms or 1/16 of every value in it).
 local function ewt_bin_mid(b)
   if b < 16 then return b * 64 + 32 end
   local e = 10 + math.floor((b - 16) / 8)
@@ -155,21 +154,20 @@ end
 -- Task t's media is accepted: the time to accept joins the queue's
 -- average, and the request's prediction meets its actual wait (accept
 -- time - enqueueTime).
+-- (A reserved task's queue exists: delete_queue refuses a queue with one.)
 local function ewt_answered(t)
-  local q = t.mode == 'QUEUE' and t.queueId and queue_get(t.queueId)
-  if q then
+  if t.mode == 'QUEUE' and t.queueId then
     local now = now_ms()
     if t.rsv then
-      local s = ewt_state(q.id)
-      s.rn = s.rn + 1
-      s.ring = ewt_average(s.ring, s.rn, now - tonumber(t.rsv))
-      s.dirty = true
+      local s = ewt_state(t.queueId)
+      ewt_set(s, 'rn', s.rn + 1)
+      ewt_set(s, 'ring', ewt_average(s.ring, s.rn, now - tonumber(t.rsv)))
     end
     if t.ewt and t.ewt ~= '' then
       local err = math.abs(now - t.enqueueTime - tonumber(t.ewt))
-      local k = key('ewt', q.id, istr(math.floor(now / 60000)))
-      if redis.call('HINCRBY', k, 'n', '1') == 1 then redis.call('PEXPIRE', k, EWT_TTL_MS) end
-      redis.call('HINCRBY', k, 'b' .. ewt_bin(err), '1')
+      local k = key('ewt', t.queueId, istr(math.floor(now / 60000)))
+      -- A bin's first sample (re)sets the expiry: at most a few per minute.
+      if redis.call('HINCRBY', k, 'b' .. stats_bin(err), '1') == 1 then redis.call('PEXPIRE', k, EWT_TTL_MS) end
     end
   end
   t.ewt = nil
@@ -199,14 +197,10 @@ local function ewt_json(q, minutes)
   for m = last - minutes + 1, last do
     local h = redis.call('HGETALL', key('ewt', q.id, istr(m)))
     for i = 1, #h, 2 do
-      local c = tonumber(h[i + 1])
-      if h[i] == 'n' then
-        n = n + c
-      else
-        local b = tonumber(string.sub(h[i], 2))
-        if not counts[b] then bins[#bins + 1] = b end
-        counts[b] = (counts[b] or 0) + c
-      end
+      local c, b = tonumber(h[i + 1]), tonumber(string.sub(h[i], 2))
+      if not counts[b] then bins[#bins + 1] = b end
+      counts[b] = (counts[b] or 0) + c
+      n = n + c
     end
   end
   table.sort(bins)

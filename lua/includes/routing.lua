@@ -63,7 +63,9 @@ end
 
 -- How many members of sorted set k come before (score, member).
 local function rank_before(k, score, member)
-  local n = redis.call('ZCOUNT', k, '-inf', '(' .. score)
+  local n = redis.call('ZCOUNT', k, '-inf', score)
+  if n == 0 then return 0 end  -- (the common case: no preferred-only task)
+  n = redis.call('ZCOUNT', k, '-inf', '(' .. score)
   for _, m in ipairs(redis.call('ZRANGEBYSCORE', k, score, score)) do
     if m < member then n = n + 1 end
   end
