@@ -19,6 +19,7 @@ run on the other cores. Sections (see each module's docstring):
   skills       skills_bench.py  decision cost with 10 steps, small vs large; lifecycle with 3 steps vs none
   webhooks     webhooks_bench.py deliveries/s to a local receiver vs bare POSTs; step -> receiver latency
   policies     policies_bench.py decision cost with aging and blocking; lifecycle with vs without
+  ewt          ewt_bench.py     estimated-wait accuracy on M/M/c loads through the real engine (simulator)
 
 The targets are reported met or missed; they never change the exit code.
 The exit code is non-zero only when a section broke (an exception).
@@ -38,6 +39,7 @@ from typing import Any
 
 import engine_bench
 import events_bench
+import ewt_bench
 import http_bench
 import lua_profile
 import policies_bench
@@ -69,6 +71,7 @@ SECTIONS = {
     "skills": (skills_bench.run, skills_bench.table, "Skills: queue steps"),
     "webhooks": (webhooks_bench.run, webhooks_bench.table, "Webhook delivery"),
     "policies": (policies_bench.run, policies_bench.table, "Routing policies: aging, overflow, blocks"),
+    "ewt": (ewt_bench.run, ewt_bench.table, "Estimated wait: accuracy on M/M/c"),
 }
 DOCS = ROOT.parent / "docs" / "benchmarks"
 
@@ -170,6 +173,12 @@ def targets(s: dict[str, Any]) -> list[dict[str, Any]]:
     v = _get(pol, "lifecycle", "rate_ratio")
     add("policies_lifecycle", "lifecycle scripts/s with the routing policies ÷ without (same run, "
         "alternating rounds)", ">= 0.90", v, ge(v, 0.90), "x")
+
+    for x in _get(s.get("ewt", {}), "loads") or []:
+        v = x.get("p50_error_share_of_mean_wait")
+        add(f"ewt_accuracy_rho{x['rho']}", f"estimated wait, M/M/{x['agents']} at rho {x['rho']}: the engine's "
+            f"median absolute error ÷ the mean wait ({x['steady_answered']} answered in steady state; "
+            f"p90 {_get(x, 'engine', 'p90AbsErrorMs')} ms)", "<= 0.30", v, le(v, 0.30), "x")
     return out
 
 
