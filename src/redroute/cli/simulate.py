@@ -19,7 +19,7 @@ from ..sim.plot import PlotUnavailable, plot_day
 from ..sim.report import day_series, document, table
 from ..sim.runner import simulate
 from ..sim.scenario import Scenario, ScenarioError, load_scenario
-from .options import HELP
+from .options import HELP, common
 
 
 def scenario_options(p: argparse.ArgumentParser) -> None:
@@ -27,9 +27,9 @@ def scenario_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("scenario", metavar="SCENARIO.json", help="the scenario file (docs/simulation.md)")
     p.add_argument("--replications", type=int, help="override the scenario's replications")
     p.add_argument("--seed", type=int, help="override the scenario's seed")
-    p.add_argument("--workers", type=int, help="processes running replications (default: one per core)")
-    p.add_argument("--redis-url", default=None,
-                   help="a real Redis to run on [env REDIS_URL]; none: the embedded backend")
+    p.add_argument("--workers", dest="sim_workers", type=int, default=0,
+                   help="processes running replications; 0: one per core")
+    common(p)
 
 
 def load(args: argparse.Namespace) -> Scenario:
@@ -65,7 +65,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
         return run_replay(args, sc)
     try:
-        run = simulate(sc, url=args.redis_url, workers=args.workers)
+        run = simulate(sc, url=args.redis_url or None, workers=args.sim_workers or None)
     except REDIS_DOWN as e:
         return fail("simulate", f"Redis is unavailable: {e}", 1)
     print(table(run, args.confidence))
