@@ -32,3 +32,25 @@ async def test_position_of_an_unknown_task_is_404(server: Server) -> None:
         await server.client.task_position("t-404")
     st, _ = await call(server, "GET", "/v1/tasks/bad:id/position")
     assert st == 422
+
+
+async def test_metrics_export_the_estimated_wait_and_its_error(server: Server) -> None:
+    c, engine = server.client, server.engine
+    await c.put_mrd("chat")
+    await c.put_queue("sales", mrd_id="chat")
+    await c.put_agent("a1", queues=["sales"])
+    await c.set_agent_state("a1", "READY")
+    for i in range(11):  # a take every 10 s: 10 takes seen after the first
+        t = await c.push_task(f"h{i}", "sales")
+        await engine.advance_clock(2000)
+        if t.assigned_to:
+            await c.accept(t.id, t.media.id)
+    for _ in range(10):
+        await engine.advance_clock(10_000)
+        [t] = await c.agent_tasks("a1")
+        await c.set_task_state(t.id, "CLOSED", "CANCELLED")
+        [nxt] = await c.agent_tasks("a1")
+        await c.accept(nxt.id, nxt.media.id)
+    text = await c.metrics()
+    assert 'redroute_queue_estimated_wait_seconds{queue="sales",tenant="default"}' in text
+    assert 'redroute_queue_estimated_wait_abs_error_seconds{quantile="0.5",queue="sales",tenant="default"}' in text

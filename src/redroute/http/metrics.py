@@ -157,6 +157,13 @@ def _queue_families() -> tuple[dict[str, GaugeMetricFamily], dict[str, CounterMe
         "wait": GaugeMetricFamily("redroute_queue_answer_wait_seconds", "wait until answered over "
                                   f"the last {METRICS_WINDOW_MINUTES} minutes, by quantile",
                                   labels=[*q, "quantile"]),
+        "ewt": GaugeMetricFamily("redroute_queue_estimated_wait_seconds", "the expected wait of a "
+                                 "request pushed now (method POSITION_RATE); absent with too little history",
+                                 labels=q),
+        "ewt_error": GaugeMetricFamily("redroute_queue_estimated_wait_abs_error_seconds",
+                                       "|actual - predicted wait| of the requests answered over the last "
+                                       f"{METRICS_WINDOW_MINUTES} minutes, by quantile",
+                                       labels=[*q, "quantile"]),
     }
     counters: dict[str, CounterMetricFamily] = {}
     for _, metric, help_, extra in QUEUE_TOTALS:
@@ -183,6 +190,12 @@ async def _add_queue(engine: Engine, tenant: str, qid: str, gauges: dict[str, Ga
     for quantile, f in (("0.5", "p50Ms"), ("0.9", "p90Ms")):
         if w["waitUntilAnswered"][f] is not None:
             gauges["wait"].add_metric([*labels, quantile], w["waitUntilAnswered"][f] / 1000)
+    ewt = d["ewt"]
+    if ewt["ms"] is not None:
+        gauges["ewt"].add_metric(labels, ewt["ms"] / 1000)
+    for quantile, f in (("0.5", "p50AbsErrorMs"), ("0.9", "p90AbsErrorMs")):
+        if ewt["accuracy"][f] is not None:
+            gauges["ewt_error"].add_metric([*labels, quantile], ewt["accuracy"][f] / 1000)
     totals = await engine.redis.hgetall(engine.keys.q_totals(qid))
     for field, metric, _, extra in QUEUE_TOTALS:
         counters[metric].add_metric(labels + ([extra[1]] if extra else []), int(totals.get(field, 0)))
