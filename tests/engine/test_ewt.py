@@ -243,3 +243,41 @@ async def test_the_checker_sees_a_queue_busy_mark_without_waiting_tasks(engine: 
     report = await check(engine, events=False)
     assert report.violations == ["queue sales: take-rate mark '1' with 0 tasks in its waiting set"]
     await engine.redis.hset(engine.keys.q_ewt("sales"), "mark", "")
+
+
+def stored_prediction(raw: str | None) -> str | None:
+    return json.loads(raw).get("ewt") if raw else None
+
+
+async def test_a_transfer_to_a_queue_is_a_new_request_with_its_own_prediction(engine: Engine):
+    await setup_center(engine, agents=("a1", "a2"), queues=("sales", "support"), ready=True)
+    await engine.put_agent("a2", queues=["support"])
+    t = await engine.push_task("c-1", "sales")
+    await engine.accept(t.id, t.media.id)
+    moved = await engine.transfer("c-1", "a1", queue_id="support")
+    assert moved.assigned_to == "a2"  # reserved at once: predicted its time to accept (0 so far)
+    assert stored_prediction(await engine.redis.get(engine.keys.task(moved.id))) == "0"
+    await engine.advance_clock(2 * SECOND)
+    await engine.accept(moved.id, moved.media.id)
+    acc = (await engine.queue_ewt("support")).accuracy
+    assert acc.samples == 1 and near(acc.p50_abs_error_ms, 2 * SECOND)
+
+
+async def test_an_overflowed_request_is_predicted_again_in_its_new_queue(engine: Engine):
+    await setup_center(engine, agents=("a1", "a2"), queues=("sales", "tier2"), ttl_ms=3_600_000)
+    await engine.put_agent("a1", queues=["sales"])
+    await engine.put_agent("a2", queues=["tier2"])
+    await engine.put_queue("sales", mrd_id="chat", agent_request_ttl_ms=3_600_000,
+                           overflow={"afterMs": 30 * SECOND, "queueId": "tier2"})
+    t = await engine.push_task("c-1", "sales")
+    assert stored_prediction(await engine.redis.get(engine.keys.task(t.id))) == ""  # no history
+    await engine.set_agent_state("a2", "READY")
+    await engine.advance_clock(30 * SECOND)
+    await engine.fire_due()  # overflows to tier2, where a2 is free: predicted the 30 s so far
+    moved = await engine.get_task(t.id)
+    assert (moved.queue_id, moved.assigned_to) == ("tier2", "a2")
+    assert near(int(stored_prediction(await engine.redis.get(engine.keys.task(t.id)))), 30 * SECOND)
+    await engine.advance_clock(SECOND)
+    await engine.accept(t.id, moved.media.id)
+    assert (await engine.queue_ewt("tier2")).accuracy.samples == 1
+    assert (await engine.queue_ewt("sales")).accuracy.samples == 0
