@@ -9,29 +9,40 @@ data-field."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import os
 import re
+import shutil
+import struct
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+import redis.asyncio as aioredis
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
+from redroute import Engine
 from redroute.http import Settings
 from redroute.keys import TenantKeys
 
-from ..support.browser import chromium, requests_sent
+from ..support.browser import HEIGHT, WIDTH, chromium, console_errors, requests_sent
 from ..support.http import Server, ThreadServer, server_fixture  # noqa: F401
 from ..support.redis_server import RedisProcess
 
 KEY = "wallboard-key-7f3a9c"  # a key that must never appear in a URL
 TENANT = "acme"
 EVENTS = TenantKeys.of("default").events
+
+# Where the screenshot README shows is written when asked:
+# REDROUTE_WALLBOARD_SCREENSHOT=docs/wallboard.png pytest tests/http/test_wallboard.py -k screenshot
+SCREENSHOT_ENV = "REDROUTE_WALLBOARD_SCREENSHOT"
 
 
 # Over HTTP
@@ -152,7 +163,53 @@ def _tile_shows(driver: Any, queue: str, field: str, text: str, what: str) -> No
           lambda d: _figure(d, queue, field) == text)
 
 
-def test_with_api_keys_the_page_asks_for_the_key(
+def test_the_page_loads_with_no_console_errors_and_a_tile_per_queue(base: str, browser: Any
+                                                                   ) -> None:
+    _center(base)
+    browser.get(base + "/wallboard")
+    _wait(browser, "a tile per queue",
+          lambda d: len(d.find_elements(By.CSS_SELECTOR, ".tile")) == 2)
+    assert [t.get_attribute("data-queue-id")
+            for t in browser.find_elements(By.CSS_SELECTOR, ".tile")] == ["sales", "support"]
+    _wait(browser, "the live status", lambda d: d.find_element(By.ID, "status").text == "LIVE")
+    assert _figure(browser, "sales", "waiting") == "0"
+    assert _agents(browser, "sales") == {"READY": 1, "NOT_READY": 1}
+    assert _agents(browser, "support") == {}
+    assert _figure(browser, "support", "sl") == "—"  # nothing answered in the window
+    assert console_errors(browser) == []
+
+
+def test_a_team_board_shows_the_queues_its_url_names(base: str, browser: Any) -> None:
+    _center(base)
+    browser.get(base + "/wallboard?queues=support,gone")
+    _wait(browser, "the tiles", lambda d: d.find_element(By.ID, "status").text == "LIVE")
+    assert [t.get_attribute("data-queue-id")
+            for t in browser.find_elements(By.CSS_SELECTOR, ".tile")] == ["support"]
+
+
+def test_a_pushed_task_changes_the_tile_without_a_reload(base: str, browser: Any) -> None:
+    _center(base)
+    browser.get(base + "/wallboard")
+    _wait(browser, "the live status", lambda d: d.find_element(By.ID, "status").text == "LIVE")
+    _tile_shows(browser, "support", "waiting", "0", "nothing pushed")
+    browser.execute_script("window.notReloaded = true;")
+
+    _ok(base, "POST", "/v1/tasks", {"conversationId": "c-1", "queueId": "support"})
+    _tile_shows(browser, "support", "waiting", "1", "a task pushed to a queue without agents")
+    # a2 joins support and becomes ready: the task is reserved to it at once.
+    _ok(base, "PUT", "/v1/agents/a2", {"queues": ["sales", "support"]})
+    _ok(base, "POST", "/v1/agents/a2/state", {"state": "READY"})
+    _wait(browser, "the task reserved", lambda d: _figure(d, "support", "waiting") == "0"
+          and _agents(d, "support") == {"BUSY": 1})
+
+    assert browser.execute_script("return window.notReloaded === true;")
+    sent = requests_sent(browser)
+    assert [r["url"] for r in sent if r["url"].endswith("/wallboard")] == [base + "/wallboard"]
+    assert any(r["url"] == base + "/v1/events" for r in sent), "the page follows the events"
+    assert console_errors(browser) == []
+
+
+def test_with_api_keys_the_page_asks_for_the_key_and_no_url_holds_it(
         redis_server: RedisProcess, browser: Any, caplog: pytest.LogCaptureFixture) -> None:
     redis_server.client().flushall()
     caplog.set_level(logging.INFO, logger="aiohttp.access")
@@ -169,7 +226,25 @@ def test_with_api_keys_the_page_asks_for_the_key(
         _wait(browser, "a wrong key refused", lambda d: "not valid" in d.find_element(
             By.ID, "login-error").text)
 
-        assert not [r["url"] for r in requests_sent(browser) if "not-the-key" in r["url"]]
+        browser.find_element(By.ID, "key-input").send_keys(KEY)
+        browser.find_element(By.ID, "key-submit").click()
+        _wait(browser, "the tenant's tiles", lambda d: _figure(d, "sales", "waiting") == "0")
+        _wait(browser, "the live status", lambda d: d.find_element(By.ID, "status").text == "LIVE")
+        _ok(base, "POST", "/v1/tasks", {"conversationId": "c-1", "queueId": "support"}, key=KEY)
+        _tile_shows(browser, "support", "waiting", "1", "the event stream read with the key")
+
+        sent = requests_sent(browser)
+        api_calls = [r for r in sent if "/v1/" in r["url"]]
+        assert {r["url"].split("?")[0] for r in api_calls} >= {base + "/v1/statistics",
+                                                                base + "/v1/events"}
+        assert not [r["url"] for r in sent if KEY in r["url"]]
+        assert [r for r in api_calls if r["headers"].get("Authorization") == f"Bearer {KEY}"]
+        assert KEY not in browser.current_url
+        logged = [r.getMessage() for r in caplog.records if r.name == "aiohttp.access"]
+        assert any("/v1/statistics" in line for line in logged), "the access log was read"
+        assert not [line for line in logged if KEY in line]
+        # Before the key was typed: 401s, and nothing else went wrong.
+        assert all("401" in e for e in console_errors(browser))
 
 
 def test_a_dropped_event_stream_resumes_after_its_last_event_id(redis_server: RedisProcess,
@@ -195,3 +270,68 @@ def test_a_dropped_event_stream_resumes_after_its_last_event_id(redis_server: Re
         assert resumed[0]["headers"].get("Last-Event-ID") == first
         _wait(browser, "the events published meanwhile caught up", lambda d: d.find_element(
             By.ID, "status").get_attribute("data-last-event-id") == last)
+
+
+# Six queues, their agents (READY or logged in NOT_READY) and the pushes
+# each 30-second step brings to each queue.
+SCENE = {"sales-chat": (["READY"] * 4 + ["LOGIN"], 2), "support-chat": (["READY"] * 2, 2),
+         "billing-chat": (["READY", "LOGIN"], 1), "vip-chat": (["READY"] * 2, 1),
+         "returns-chat": (["READY"] * 3 + ["LOGIN"] * 2, 1), "tech-chat": (["READY"] * 3, 3)}
+
+
+def _advance(redis_url: str, ms: int) -> None:
+    """The tenant's clock, moved forward as the engine's tests move it."""
+    async def go() -> None:
+        redis = aioredis.from_url(redis_url, decode_responses=True)
+        await Engine(redis, "default").advance_clock(ms)
+        await redis.aclose()
+    asyncio.run(go())
+
+
+def _work(base: str, agent: str) -> None:
+    """The agent accepts its reserved task, or ends the one it handled."""
+    for task in _ok(base, "GET", f"/v1/agents/{agent}/tasks")["tasks"]:
+        for media in task["activeMedia"]:
+            nxt = {"RESERVED": {"state": "ACTIVE", "agentId": agent},
+                   "ACTIVE": {"state": "CLOSED"}}.get(media["state"])
+            if nxt:
+                _ok(base, "PUT", f"/v1/tasks/{task['id']}/media/{media['id']}/state", nxt)
+
+
+def test_a_screenshot_of_a_busy_center_at_wall_size(redis_server: RedisProcess, base: str,
+                                                    browser: Any, tmp_path: Path) -> None:
+    """The scene README shows: eight minutes of a busy center on the test
+    clock, every figure from the real statistics."""
+    _ok(base, "PUT", "/v1/mrds/chat", {"maxRequests": 1})
+    agents = []
+    for q, (states, _) in SCENE.items():
+        _ok(base, "PUT", f"/v1/queues/{q}", {"mrdId": "chat", "serviceLevelThresholdMs": 20000})
+        for n, state in enumerate(states):
+            agents.append(f"{q}-{n}")
+            _ok(base, "PUT", f"/v1/agents/{agents[-1]}", {"queues": [q]})
+            _ok(base, "POST", f"/v1/agents/{agents[-1]}/state", {"state": state})
+    browser.get(base + "/wallboard")
+    _wait(browser, "every tile", lambda d: len(d.find_elements(By.CSS_SELECTOR, ".tile")) == 6
+          and d.find_element(By.ID, "status").text == "LIVE")
+    for step in range(16):
+        samples = _samples(browser)
+        _advance(redis_server.url, 30_000)
+        for q, (_, pushes) in SCENE.items():
+            for n in range(pushes + (step % 3 == 0 and q == "tech-chat")):
+                _ok(base, "POST", "/v1/tasks", {"conversationId": f"{q}-{step}-{n}",
+                                                "queueId": q})
+        for agent in agents:
+            _work(base, agent)
+        _wait(browser, "the step drawn", lambda d, before=samples: _samples(d) > before)
+    path = tmp_path / "wallboard.png"
+    assert browser.save_screenshot(str(path))
+    width, height = struct.unpack(">II", path.read_bytes()[16:24])  # the PNG's IHDR
+    assert (width, height) == (WIDTH, HEIGHT)
+    assert console_errors(browser) == []
+    if os.environ.get(SCREENSHOT_ENV):
+        shutil.copyfile(path, os.environ[SCREENSHOT_ENV])
+
+
+def _samples(driver: Any) -> int:
+    spark = driver.find_element(By.CSS_SELECTOR, '[data-queue-id="tech-chat"] .spark')
+    return int(spark.get_attribute("data-samples") or 0)
