@@ -187,6 +187,18 @@ def test_a_team_board_shows_the_queues_its_url_names(base: str, browser: Any) ->
             for t in browser.find_elements(By.CSS_SELECTOR, ".tile")] == ["support"]
 
 
+def test_the_tenant_is_the_x_tenant_header_the_page_url_names(base: str, browser: Any) -> None:
+    _center(base)  # the default tenant's
+    _ok(base, "PUT", "/v1/mrds/voice", {}, tenant=TENANT)
+    _ok(base, "PUT", "/v1/queues/acme-voice", {"mrdId": "voice"}, tenant=TENANT)
+    browser.get(base + f"/wallboard?tenant={TENANT}")
+    _wait(browser, "the tenant's tile", lambda d: _figure(d, "acme-voice", "waiting") == "0")
+    assert len(browser.find_elements(By.CSS_SELECTOR, ".tile")) == 1
+    assert browser.find_element(By.ID, "tenant").text == f"tenant {TENANT}"
+    assert {r["headers"].get("X-Tenant") for r in requests_sent(browser)
+            if "/v1/" in r["url"]} == {TENANT}
+
+
 def test_a_pushed_task_changes_the_tile_without_a_reload(base: str, browser: Any) -> None:
     _center(base)
     browser.get(base + "/wallboard")
