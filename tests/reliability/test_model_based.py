@@ -628,6 +628,10 @@ class EngineMatchesModel(RuleBasedStateMachine):
             else:
                 least = model.now - min(t.enqueue for t in waiting)
                 assert least <= got.oldest_wait_ms <= least + wall_ms + 1000, q
+        for q in model.cfg.queues:
+            totals = await self.redis.hgetall(engine.keys.q_totals(q))
+            assert {f: int(n) for f, n in totals.items() if f not in ("aw", "bw")} == dict(
+                model.counted.get(q, {})), f"statistics totals of {q}"
         timers = set(await self.redis.zrange(engine.prefix + "timers", 0, -1))
         assert timers == set(model.timers), "pending deadlines"
         events = await engine.events(self.last_event)

@@ -40,6 +40,7 @@ PULL takes the next number too. The model predicts them exactly.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -200,6 +201,10 @@ class Model:
         self.reserved: list[tuple[str, str]] = []  # AGENT_RESERVED (task, agent)
         self.no_agent: list[str] = []  # NO_AGENT_AVAILABLE (task)
         self.transitions: list[tuple[str, str]] = []  # TASK_STATE_CHANGED (task, transition)
+        # Each queue's statistics counts since it was made (its totals; the
+        # fields of docs/design.md's st:<queue>:<minute> counted one by one,
+        # less the within-threshold ones, which depend on real ms).
+        self.counted: dict[str, Counter[str]] = {}
 
     # Reads
 
@@ -321,6 +326,30 @@ class Model:
 
     def _emit(self, t: MTask, transition: str) -> None:
         self.transitions.append((t.id, transition))
+        if transition == "CREATED" and t.mode == "QUEUE":
+            self._count(t.queue, "e")
+        elif transition == "ACCEPTED":
+            self._count(t.queue, "a")
+        elif transition in ("RONA", "DECLINED"):
+            self._count(t.queue, "r")
+
+    def _count(self, queue: str | None, field: str) -> None:
+        """A statistics count of queue (none for a task without a queue,
+        nor for a deleted queue: its totals went with it)."""
+        if queue is not None and queue in self.cfg.queues:
+            self.counted.setdefault(queue, Counter())[field] += 1
+
+    def _left_active(self, t: MTask, transition: str) -> None:
+        """t left ACTIVE with medias open (closed or wrapped up now):
+        handled when one was answered, else cancelled by a client close."""
+        if any(m.answered for m in t.media):
+            self._count(t.queue, "hn")
+        elif transition == "CLOSED":
+            self._count(t.queue, "c")
+
+    def _no_agent(self, t: MTask) -> None:
+        self.no_agent.append(t.id)
+        self._count(t.queue, "x")
 
     def _reserve(self, t: MTask, m: MMedia, agent: str, created: bool = False) -> None:
         if t.parked:
@@ -415,10 +444,14 @@ class Model:
         return min(cands, key=lambda a: (self._score(a.id, q, t.queue), a.id)).id
 
     def _route_task(self, t: MTask) -> None:
+        before = t.queue
         moved = self._overflow_move(t)
         self._set_step(t)
         if moved:
             self._emit(t, "OVERFLOWED")
+            self._count(before, "oo")
+            self._count(t.queue, "oi")
+            self._count(t.queue, "e")
         if t.pref is not None and self._window_open(t):
             if self.available(t.pref, t.mrd) and t.pref not in self.conversation_agents(t.conv, t.mrd):
                 self._reserve(t, t.media[0], t.pref)
@@ -479,6 +512,7 @@ class Model:
 
     def _close(self, t: MTask, reason: str, transition: str) -> str | None:
         """Closes every open media and the task; returns its agent."""
+        leaves = t.state == "ACTIVE" and bool(t.open_media())
         for m in t.media:
             if m.state != "CLOSED":
                 if m.state == "RESERVED":
@@ -489,6 +523,8 @@ class Model:
         self.timers.pop(f"wrap|{t.id}", None)
         t.state, t.reason = "CLOSED", reason
         self._emit(t, transition)
+        if leaves:
+            self._left_active(t, transition)
         self._settle_count(t.assigned, t.mrd)
         return t.assigned
 
@@ -503,6 +539,7 @@ class Model:
             m.state = "CLOSED"
         t.state, t.reason = "WRAP_UP", reason
         self._emit(t, transition)
+        self._left_active(t, transition)
         if timeout_ms is not None:
             self.timers[f"wrap|{t.id}"] = self.now + timeout_ms
         # (No slot freed, but the closed media may lift a block.)
@@ -525,7 +562,7 @@ class Model:
             self._follow_mrds(agent, "RONA")
             self._lifted(agent, t.mrd)
         if t.direction == "DIRECT_TRANSFER" or t.mode == "AGENT" or self.now >= t.ttl_deadline:
-            self.no_agent.append(t.id)
+            self._no_agent(t)
             return
         nt = self._new_task(conv=t.conv, direction=t.direction, mode=t.mode, queue=t.queue,
                             mrd=t.mrd, priority=t.priority, media_state="QUEUED",
@@ -550,7 +587,7 @@ class Model:
             t.media[0].state = "CLOSED"
             t.state, t.reason = "CLOSED", "RONA"
             self._emit(t, "RONA")
-            self.no_agent.append(t.id)
+            self._no_agent(t)
 
     # Agents
 
@@ -970,6 +1007,7 @@ class Model:
                                       for t in self.tasks.values()):
             refuse(InvalidTransition, f"queue {queue} has waiting or reserved tasks")
         del self.cfg.queues[queue]
+        self.counted.pop(queue, None)
 
     def delete_mrd(self, mrd: str) -> None:
         """Every agent loses its state on the MRD; a logged-in one is READY
@@ -1005,7 +1043,7 @@ class Model:
                 continue
             if kind == "ttl" and t.media_in("QUEUED"):
                 self._close(t, "NO_AGENT_AVAILABLE", "TTL_EXPIRED")
-                self.no_agent.append(t.id)
+                self._no_agent(t)
                 fired += 1
             elif kind == "rona" and any(m.id == rest[0] and m.state == "RESERVED" for m in t.media):
                 self._reroute(t, "RONA", "RONA")
