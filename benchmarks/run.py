@@ -20,6 +20,7 @@ run on the other cores. Sections (see each module's docstring):
   webhooks     webhooks_bench.py deliveries/s to a local receiver vs bare POSTs; step -> receiver latency
   policies     policies_bench.py decision cost with aging and blocking; lifecycle with vs without
   ewt          ewt_bench.py     estimated-wait accuracy on M/M/c loads through the real engine (simulator)
+  statistics   statistics_bench.py lifecycle with queue statistics counted vs off; the window read
 
 The targets are reported met or missed; they never change the exit code.
 The exit code is non-zero only when a section broke (an exception).
@@ -46,6 +47,7 @@ import policies_bench
 import saq_bench
 import scaling_bench
 import skills_bench
+import statistics_bench
 import timer_bench
 import webhooks_bench
 from harness import (
@@ -72,6 +74,7 @@ SECTIONS = {
     "webhooks": (webhooks_bench.run, webhooks_bench.table, "Webhook delivery"),
     "policies": (policies_bench.run, policies_bench.table, "Routing policies: aging, overflow, blocks"),
     "ewt": (ewt_bench.run, ewt_bench.table, "Estimated wait: accuracy on M/M/c"),
+    "statistics": (statistics_bench.run, statistics_bench.table, "Queue statistics: counting on vs off"),
 }
 DOCS = ROOT.parent / "docs" / "benchmarks"
 
@@ -179,6 +182,9 @@ def targets(s: dict[str, Any]) -> list[dict[str, Any]]:
         add(f"ewt_accuracy_rho{x['rho']}", f"estimated wait, M/M/{x['agents']} at rho {x['rho']}: the engine's "
             f"median absolute error ÷ the mean wait ({x['steady_answered']} answered in steady state; "
             f"p90 {_get(x, 'engine', 'p90AbsErrorMs')} ms)", "<= 0.30", v, le(v, 0.30), "x")
+    v = _get(s.get("statistics", {}), "lifecycle", "rate_ratio")
+    add("statistics_lifecycle", "lifecycle scripts/s with queue statistics counted ÷ with counting "
+        "off (same run, alternating rounds)", ">= 0.85", v, ge(v, 0.85), "x")
     return out
 
 
