@@ -281,3 +281,14 @@ async def test_an_overflowed_request_is_predicted_again_in_its_new_queue(engine:
     await engine.accept(t.id, moved.media.id)
     assert (await engine.queue_ewt("tier2")).accuracy.samples == 1
     assert (await engine.queue_ewt("sales")).accuracy.samples == 0
+
+
+async def test_a_task_waiting_for_its_preferred_agent_has_a_position_and_no_estimate(engine: Engine):
+    await setup_center(engine, agents=("a1", "a2"))
+    await engine.push_task("first", "sales")
+    t = await engine.push_task("vip", "sales", priority=5, preferred_agent_id="a2",
+                               preferred_agent_timeout_ms=60 * SECOND)
+    pos = await engine.task_position(t.id)
+    assert (pos.position, pos.ewt_ms, pos.method) == (1, None, "PREFERRED_AGENT")
+    [first] = await engine.conversation_tasks("first")
+    assert (await engine.task_position(first.id)).position == 2
