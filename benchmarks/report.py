@@ -128,17 +128,25 @@ def render(r: dict[str, Any], images: str = "../docs/benchmarks") -> str:
                 f"| per READY agent (over the last {ma['added']} loaded) | {f(ma['bytes_total'])} B | "
                 f"{f(ma['bytes_stream'])} B | {f(ma['bytes_state'])} B |", ""]
 
-    if "peer" in s and "error" not in s["peer"]:
-        p = s["peer"]
-        out += ["### Peer: saq on the same Redis", "",
-                "| | lifecycles/s | Redis CPU µs per lifecycle | Redis commands per lifecycle |",
-                "| --- | ---: | ---: | ---: |"]
-        for k in ("saq", "redroute"):
-            x = p[k]
-            out.append(f"| {x['name']} | {f(x['lifecycles_per_s'])} | {f(x['redis_cpu_us_per_lifecycle'])} | "
-                       f"{f(x['redis_commands_per_lifecycle'], '.1f')} |")
-        out += ["", f"redroute ÷ saq: {p['rate_ratio']:.2f}× the lifecycles/s; saq spends "
-                f"{p['redis_cpu_ratio']:.2f}× redroute's Redis CPU per lifecycle.", ""]
+    if "peers" in s:
+        p = s["peers"]
+        out += ["### Peers: BullMQ and saq on the same Redis", "",
+                f"{p.get('units')} units each, concurrency {p.get('concurrency')}, one peer at a time on "
+                "the same Redis (flushed between them).", "",
+                "| system | unit | units/s | Redis CPU per unit | Redis commands per unit |",
+                "| --- | --- | ---: | ---: | ---: |"]
+        for k in ("bullmq", "saq", "redroute"):
+            x = p.get(k) or {"error": "not run"}
+            if "error" in x:
+                out.append(f"| {k} | broken: {x['error'].splitlines()[0]} | | | |")
+                continue
+            out.append(f"| {x['name']} | {x['unit']} | {f(x['units_per_s'])} | "
+                       f"{f(x['redis_cpu_us_per_unit'])} µs | {f(x['redis_commands_per_unit'], '.1f')} |")
+        for k, label in (("saq", "saq"), ("bullmq", "BullMQ")):
+            if f"rate_ratio_{k}" in p:
+                out.append(f"\nredroute ÷ {label}: {p[f'rate_ratio_{k}']:.2f}× the units/s, "
+                           f"{p[f'redis_cpu_ratio_{k}']:.2f}× the Redis CPU per unit.")
+        out.append("")
 
     if "lua_profile" in s and "error" not in s["lua_profile"]:
         lp = s["lua_profile"]

@@ -15,7 +15,7 @@ run on the other cores. Sections (see each module's docstring):
   timers       timer_bench.py   fire lag with thousands of live deadlines; TTL and RONA per second
   events       events_bench.py  delivery latency to SSE, XREADGROUP and GroupConsumer
   http         http_bench.py    open-loop latency vs load, against a bare aiohttp handler
-  peer         saq_bench.py     saq's enqueue -> pick -> complete vs redroute's lifecycle
+  peers        peers_bench.py   BullMQ (Node) and saq beside redroute's lifecycle: units/s, Redis CPU per unit
   skills       skills_bench.py  decision cost with 10 steps, small vs large; lifecycle with 3 steps vs none
   webhooks     webhooks_bench.py deliveries/s to a local receiver vs bare POSTs; step -> receiver latency
   policies     policies_bench.py decision cost with aging and blocking; lifecycle with vs without
@@ -43,8 +43,8 @@ import events_bench
 import ewt_bench
 import http_bench
 import lua_profile
+import peers_bench
 import policies_bench
-import saq_bench
 import scaling_bench
 import skills_bench
 import statistics_bench
@@ -69,7 +69,7 @@ SECTIONS = {
     "timers": (timer_bench.run, timer_bench.table, "Timers"),
     "events": (events_bench.run, events_bench.table, "Event delivery latency"),
     "http": (http_bench.run, http_bench.table, "HTTP under open-loop load"),
-    "peer": (saq_bench.run, saq_bench.table, "Peer: saq on the same Redis"),
+    "peers": (peers_bench.run, peers_bench.table, "Peers: BullMQ and saq on the same Redis"),
     "skills": (skills_bench.run, skills_bench.table, "Skills: queue steps"),
     "webhooks": (webhooks_bench.run, webhooks_bench.table, "Webhook delivery"),
     "policies": (policies_bench.run, policies_bench.table, "Routing policies: aging, overflow, blocks"),
@@ -164,9 +164,16 @@ def targets(s: dict[str, Any]) -> list[dict[str, Any]]:
     add("webhooks_latency_p99", "webhook delivery p99, script step -> receiver, 200 events/s",
         "<= 20 ms", v, le(v, 20.0), "ms")
 
-    v = _get(s.get("peer", {}), "rate_ratio")
-    add("peer_saq", "redroute lifecycles/s ÷ saq's (same Redis, same in-flight calls)", ">= 5", v,
+    peers = s.get("peers", {})
+    v = peers.get("rate_ratio_saq")
+    add("peers_saq_rate", "redroute lifecycles/s ÷ saq's jobs/s (same Redis, concurrency 100)", ">= 5", v,
         ge(v, 5.0), "x")
+    v = peers.get("rate_ratio_bullmq")
+    add("peers_bullmq_rate", "redroute lifecycles/s ÷ BullMQ's jobs/s (Node client, same Redis, "
+        "concurrency 100)", ">= 0.5", v, ge(v, 0.5), "x")
+    v = peers.get("redis_cpu_ratio_bullmq")
+    add("peers_bullmq_redis_cpu", "Redis CPU per redroute lifecycle ÷ per BullMQ job (same Redis)",
+        "<= 2.0", v, le(v, 2.0), "x")
 
     pol = s.get("policies", {})
     rw = pol.get("ratio_waiting") or {}
@@ -248,8 +255,12 @@ async def main() -> int:
                 print(table(r), flush=True)
             except Exception as e:  # a broken section: record it, run the rest, fail at the end
                 broken.append(name)
-                results["sections"][name] = {"error": f"{type(e).__name__}: {e}",
+                # A section may hand back what it measured before it broke.
+                partial = getattr(e, "partial", None) or {}
+                results["sections"][name] = {**partial, "error": f"{type(e).__name__}: {e}",
                                              "traceback": traceback.format_exc()}
+                if partial:
+                    print(table(partial), flush=True)
                 print(f"  BROKEN: {type(e).__name__}: {e}", flush=True)
                 traceback.print_exc()
             results["section_seconds"][name] = round(time.time() - t0, 1)
