@@ -197,9 +197,35 @@ def runs_table(runs: list[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
+def peers_runs_table(runs: list[dict[str, Any]]) -> str:
+    """The peers section of every run: each system's units/s and Redis CPU per
+    unit in each run, and their medians (issue 19's table)."""
+    runs = [r for r in runs if "peers" in r.get("sections", {})]
+    if not runs:
+        return ""
+    head = " / ".join(r["date"][11:16] for r in runs)
+    out = [f"| system | unit | units/s ({head}) | median | Redis CPU per unit ({head}) | median |",
+           "| --- | --- | ---: | ---: | ---: | ---: |"]
+    for k in ("bullmq", "saq", "redroute"):
+        rows = [r["sections"]["peers"].get(k) or {} for r in runs]
+        ok = [x for x in rows if "units_per_s" in x]
+        if not ok:
+            continue
+        rates = [f(x.get("units_per_s")) for x in rows]
+        cpus = [f(x.get("redis_cpu_us_per_unit")) + " µs" if "units_per_s" in x else "–" for x in rows]
+        out.append(f"| {ok[0]['name']} | {ok[0]['unit']} | {' / '.join(rates)} | "
+                   f"{f(statistics.median(x['units_per_s'] for x in ok))} | {' / '.join(cpus)} | "
+                   f"{f(statistics.median(x['redis_cpu_us_per_unit'] for x in ok))} µs |")
+    return "\n".join(out)
+
+
 def main() -> None:
     if sys.argv[1:2] == ["--runs"]:
-        print(runs_table([json.loads(Path(a).read_text()) for a in sys.argv[2:]]))
+        runs = [json.loads(Path(a).read_text()) for a in sys.argv[2:]]
+        print(runs_table(runs))
+        peers = peers_runs_table(runs)
+        if peers:
+            print("\n" + peers)
         return
     path = Path(sys.argv[1]) if len(sys.argv) > 1 else RESULTS / "latest-full.json"
     print(render(json.loads(path.read_text())))
