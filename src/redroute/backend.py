@@ -25,6 +25,7 @@ from redis._parsers import AsyncCommandsParser
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff, NoBackoff
+from redis.connection import HiredisRespSerializer
 from redis.exceptions import (
     ClusterDownError,
     ClusterError,
@@ -35,6 +36,7 @@ from redis.exceptions import (
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.utils import HIREDIS_AVAILABLE
 
 _EMBEDDED_SERVER: Any = None
 
@@ -316,6 +318,31 @@ class WaitingConnectionPool(aioredis.ConnectionPool):
                 break
 
 
+class HiredisPacking:
+    """Commands packed by hiredis (C) instead of redis-py's asyncio Connection,
+    which packs them in Python; redis-py's own synchronous Connection does the
+    same with this serializer when hiredis is installed. The bytes are the
+    same; an EVALSHA of redroute's dozen arguments costs about a tenth."""
+
+    _packer = HiredisRespSerializer()
+
+    def pack_command(self, *args: Any) -> list[bytes]:
+        return self._packer.pack(*args)
+
+
+_HIREDIS_CLASSES: dict[type, type] = {}
+
+
+def hiredis_packing(cls: type) -> type:
+    """cls (a Connection, SSLConnection or UnixDomainSocketConnection class)
+    packing with hiredis, when hiredis is installed."""
+    if not HIREDIS_AVAILABLE:
+        return cls
+    if cls not in _HIREDIS_CLASSES:
+        _HIREDIS_CLASSES[cls] = type(f"Hiredis{cls.__name__}", (HiredisPacking, cls), {})
+    return _HIREDIS_CLASSES[cls]
+
+
 def connect(url: str | None = None, **kwargs: Any) -> Any:
     """An asyncio client for url, or for REDIS_URL, or for the embedded
     backend: redis.asyncio.Redis, a ClusterClient for a cluster URL, or
@@ -333,6 +360,7 @@ def connect(url: str | None = None, **kwargs: Any) -> Any:
         pool = WaitingConnectionPool.from_url(
             url, decode_responses=True, max_connections=kwargs.pop("max_connections", 1024),
             timeout=kwargs.pop("pool_timeout", 5), **kwargs)
+        pool.connection_class = hiredis_packing(pool.connection_class)
         return aioredis.Redis.from_pool(pool)
     import fakeredis
 

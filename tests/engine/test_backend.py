@@ -58,3 +58,23 @@ async def test_a_call_that_finds_no_free_connection_in_time_fails_as_redis_unava
         assert await client.ping()  # free again
     finally:
         await client.aclose()
+
+
+async def test_commands_are_packed_by_hiredis_into_the_bytes_redis_py_sends(
+        redis_server: RedisProcess) -> None:
+    from redis.asyncio.connection import Connection
+
+    client = connect(redis_server.url)
+    try:
+        conn = client.connection_pool.make_connection()
+        args = ("EVALSHA", "a" * 40, 1, "rr:{t}:", 1_000_000, 86_400_000, "sales", "c-é", 1, "",
+                "{}", 2.5, b"raw", memoryview(b"view"))
+        assert type(conn).__name__ == "HiredisConnection"
+        assert b"".join(conn.pack_command(*args)) == b"".join(Connection().pack_command(*args))
+        assert b"".join(conn.pack_command("CONFIG GET", "maxclients")) == b"".join(
+            Connection().pack_command("CONFIG GET", "maxclients"))
+        p = client.pipeline(transaction=True)
+        p.set("rr-test-packed", "é").get("rr-test-packed")
+        assert await p.execute() == [True, "é"]
+    finally:
+        await client.aclose()
