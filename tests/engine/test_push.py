@@ -329,3 +329,22 @@ async def test_idempotency_keys_belong_to_their_tenant(engine: Engine):
 
     assert created and (await other.get_task(b.id)).conversation_id == "c-1"
     assert [t.id for t in await engine.conversation_tasks("c-1")] == [a.id]
+
+
+async def test_a_task_reply_orjson_refuses_still_decodes_as_json_reads_it(engine: Engine):
+    import json
+
+    from redroute.model import Task
+
+    await setup_center(engine)
+    t = await engine.push_task("c-1", "sales", metadata={"crm": "x"})
+    doc = json.loads(t.raw_json)
+    for metadata in ({"big": 2**70, "low": -(2**63) - 1}, {"odd": "\ud800"}):  # past 64 bits; a lone surrogate
+        doc["metadata"] = metadata
+        raw = json.dumps(doc)
+
+        back = Task.from_json(raw)
+
+        assert back.metadata == metadata
+        assert [type(x) for x in back.metadata.values()] == [type(x) for x in metadata.values()]
+        assert back.raw_json == raw and back.id == t.id
