@@ -259,6 +259,25 @@ def test_with_api_keys_the_page_asks_for_the_key_and_no_url_holds_it(
         assert all("401" in e for e in console_errors(browser))
 
 
+def test_the_event_stream_parser_reads_lines_split_anywhere(base: str, browser: Any) -> None:
+    browser.get(base + "/wallboard")
+    chunks = ["retry: 2000\n\nid: 1-0\r\nevent: TASK_STATE_CHANGED\r", "\ndata: {\"a\"",
+              ":1}\r\n\r", "\n: keep-alive\n\nevent: STREAM_GAP\ndata: x\ndata: y\n\n",
+              "id: 2-0\nevent: AGENT_RESERVED\ndata:z\n\ndata: unfinished"]
+    got = browser.execute_async_script("""
+        const [chunks, done] = arguments, out = [], enc = new TextEncoder();
+        const body = new ReadableStream({start(c) {
+            chunks.forEach((x) => c.enqueue(enc.encode(x))); c.close(); }});
+        window.redrouteWallboard.readEvents(body, (e) => out.push(e)).then(() => done(out));
+    """, chunks)
+    assert got == [
+        {"type": None, "id": None, "retry": 2000, "data": ""},
+        {"type": "TASK_STATE_CHANGED", "id": "1-0", "retry": None, "data": '{"a":1}'},
+        {"type": "STREAM_GAP", "id": "1-0", "retry": None, "data": "x\ny"},  # no id: kept
+        {"type": "AGENT_RESERVED", "id": "2-0", "retry": None, "data": "z"},
+    ]  # an event the stream ends before its blank line is never dispatched
+
+
 def test_a_dropped_event_stream_resumes_after_its_last_event_id(redis_server: RedisProcess,
                                                                  browser: Any) -> None:
     # A queue of one entry per SSE client: an operation publishing several
