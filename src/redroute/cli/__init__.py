@@ -16,7 +16,7 @@ import sys
 from .. import __version__
 from ..errors import StartupError
 from ..logs import TEXT_FORMAT
-from . import check, events, serve, simulate, webhooks, worker
+from . import check, events, serve, simulate, staff, webhooks, worker
 from .options import HELP
 
 
@@ -25,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=HELP)
     parser.add_argument("--version", action="version", version=f"redroute {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    for command in (serve, worker, events, check, webhooks, simulate):
+    for command in (serve, worker, events, check, webhooks, simulate, staff):
         command.add_parser(sub)
     return parser
 
