@@ -1,5 +1,6 @@
-"""`redroute events`: follow a tenant's events in a terminal (tail) and check
-that its stream rebuilds its live state (replay)."""
+"""`redroute events`: follow a tenant's events in a terminal (tail), check
+that its stream rebuilds its live state (replay), and write a day's request
+lifecycle as JSONL for the simulator (export)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from ..engine import Engine
 from ..events.model import Event
 from ..events.stream import StreamGap, StreamReader, parse_id
 from ..model import EventType
+from ..sim.replay import export_lines
 from .options import HELP, common
 
 
@@ -119,6 +121,32 @@ async def _replay(args: argparse.Namespace) -> int:
     return 1 if diffs else 0
 
 
+async def _export(args: argparse.Namespace) -> int:
+    redis = _open(args.redis_url)
+    after, written = args.start, 0
+    try:
+        engine = Engine(redis, args.tenant)
+        while True:
+            events = await engine.events(after, count=5000)
+            if not events:
+                break
+            lines = [json.dumps(rec, separators=(",", ":")) for rec in export_lines(events)]
+            if lines:
+                sys.stdout.write("\n".join(lines) + "\n")
+                written += len(lines)
+            after = events[-1].id
+    finally:
+        await redis.aclose()
+    sys.stdout.flush()
+    print(f"redroute: exported {written} records of tenant {args.tenant} up to {after}",
+          file=sys.stderr)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    return asyncio.run(_export(args))
+
+
 def cmd_tail(args: argparse.Namespace) -> int:
     try:
         return asyncio.run(_tail(args))
@@ -164,3 +192,15 @@ def add_parser(sub: Any) -> None:
     common(r)
     r.add_argument("--tenant", default=tenant, help=tenant_help)
     r.set_defaults(func=cmd_replay)
+
+    x = evsub.add_parser(
+        "export", help="write the PUSH requests' arrivals, reservations, accepts, wrap-ups and "
+                       "closes as JSONL, for redroute simulate --replay",
+        description="One JSON line per moment of a request's life, in stream order, with its "
+                    "time (docs/simulation.md, Replaying a recorded day).",
+        formatter_class=HELP)
+    common(x)
+    x.add_argument("--tenant", default=tenant, help=tenant_help)
+    x.add_argument("--from", dest="start", default="-", metavar="ID",
+                   help="start after this stream id; '-' for every retained event")
+    x.set_defaults(func=cmd_export)

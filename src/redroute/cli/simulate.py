@@ -16,9 +16,11 @@ from typing import Any
 
 from ..errors import REDIS_DOWN
 from ..sim.plot import PlotUnavailable, plot_day
-from ..sim.report import day_series, document, table
+from ..sim.replay import DayTraffic, ReplayError, read_day, recorded_result, replay_scenario
+from ..sim.report import comparison, day_series, document, table
 from ..sim.runner import simulate
 from ..sim.scenario import Scenario, ScenarioError, load_scenario
+from ..sim.stats import replication_kpis
 from .options import HELP, common
 
 
@@ -61,15 +63,39 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if not 0 < args.confidence < 1:
         return fail("simulate", "--confidence must be between 0 and 1, e.g. 0.95")
     if args.replay:
-        from .replay import run_replay
-
-        return run_replay(args, sc)
+        return replay(args, sc)
     try:
         run = simulate(sc, url=args.redis_url or None, workers=args.sim_workers or None)
     except REDIS_DOWN as e:
         return fail("simulate", f"Redis is unavailable: {e}", 1)
     print(table(run, args.confidence))
     return write_outputs(args, run, document(run, args.confidence))
+
+
+def replay(args: argparse.Namespace, sc: Scenario) -> int:
+    """The recorded day replayed under the scenario's configuration, beside
+    the recorded KPIs."""
+    try:
+        with open(args.replay) as f:
+            day = read_day(f)
+        sc = replay_scenario(sc, day)
+    except OSError as e:
+        return fail("simulate", f"cannot read {args.replay}: {e.strerror or e}")
+    except ReplayError as e:
+        return fail("simulate", f"{args.replay}: {e}")
+    recorded = replication_kpis(recorded_result(day, sc), sc)
+    try:
+        run = simulate(sc, url=args.redis_url or None, workers=args.sim_workers or None,
+                       traffic=DayTraffic(day, sc))
+    except REDIS_DOWN as e:
+        return fail("simulate", f"Redis is unavailable: {e}", 1)
+    title = (f"{sc.name}: the recorded day of {args.replay} ({len(day.requests):,} requests over "
+             f"{sc.durationMs / 3_600_000:.2f} h) replayed under this scenario's configuration, "
+             f"{sc.replications} replication{'s' if sc.replications != 1 else ''}, "
+             f"{run.backend} backend; {args.confidence:.0%} intervals")
+    print(comparison(recorded, run, args.confidence, title))
+    doc = {**document(run, args.confidence), "recorded": recorded, "replay": args.replay}
+    return write_outputs(args, run, doc)
 
 
 def write_outputs(args: argparse.Namespace, run: Any, doc: dict[str, Any]) -> int:

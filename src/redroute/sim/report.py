@@ -158,3 +158,24 @@ def document(run: SimulationRun, confidence: float = 0.95) -> dict[str, Any]:
         "requestsPerSecond": run.requests_per_second, "metrics": list(METRICS),
         "queues": queues, "perReplication": run.kpis, "series": day_series(run),
     }
+
+
+def comparison(recorded: dict[str, dict[str, float | None]], run: SimulationRun,
+               confidence: float = 0.95, title: str = "") -> str:
+    """The recorded day's KPIs beside the replay's, per queue, with the
+    difference (replayed - recorded)."""
+    intervals = run.intervals(confidence)
+    out = [title] if title else []
+    for q in run.scenario.queues:
+        if q.id not in recorded or not recorded[q.id]["offered"]:
+            continue
+        rows = [("", "recorded", "replayed", "difference")]
+        for metric, label, fmt in _ROWS:
+            rec, iv = recorded[q.id][metric], intervals[q.id][metric]
+            diff = "" if rec is None or iv is None else (
+                ("+" if iv.mean >= rec else "-") + fmt(abs(iv.mean - rec)))
+            rows.append((label, "-" if rec is None else fmt(rec), _cell(iv, fmt), diff))
+        widths = [max(len(r[i]) for r in rows) for i in range(4)]
+        out += ["", f"queue {q.id} ({run.scenario.agent_count(q.id)} agents in the scenario)"]
+        out += ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    return "\n".join(out)
