@@ -62,11 +62,12 @@ async def test_the_page_is_served_without_a_key_and_holds_no_data(server: Server
     assert "unsafe-inline" not in csp
 
 
-def test_with_api_keys_the_page_is_still_served_without_one(redis_server: RedisProcess
-                                                                  ) -> None:
-    with ThreadServer(redis_server.url, _settings(api_keys={KEY: TENANT})) as base:
-        status, _ = _api(base, "GET", "/v1/queues")
-        assert status == 401
+def test_with_api_keys_and_protected_ops_the_page_is_still_served_without_one(
+        redis_server: RedisProcess) -> None:
+    settings = _settings(api_keys={KEY: TENANT}, protect_ops=True)
+    with ThreadServer(redis_server.url, settings) as base:
+        assert _api(base, "GET", "/v1/queues")[0] == 401
+        assert _api(base, "GET", "/healthz")[0] == 401
         with urllib.request.urlopen(base + "/wallboard", timeout=10) as r:
             assert r.status == 200 and b"redroute wallboard" in r.read()
 
