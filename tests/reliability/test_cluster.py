@@ -130,11 +130,11 @@ local redis = (function(real)
   local first_key = {}
   for _, c in ipairs({'GET', 'SET', 'INCR', 'INCRBY', 'HGET', 'HSET', 'HDEL', 'HGETALL', 'HMGET', 'HEXISTS',
       'HINCRBY', 'SADD', 'SREM', 'SMEMBERS', 'SISMEMBER', 'SCARD', 'ZADD', 'ZREM', 'ZRANGE',
-      'ZRANGEBYSCORE', 'ZRANGEBYLEX', 'ZREVRANGE', 'ZSCORE', 'ZCARD', 'ZCOUNT', 'ZINCRBY', 'PEXPIRE', 'EXPIRE',
+      'ZRANGEBYSCORE', 'ZRANGEBYLEX', 'ZREVRANGE', 'ZRANK', 'ZREVRANK', 'ZSCORE', 'ZCARD', 'ZCOUNT', 'ZINCRBY', 'PEXPIRE', 'EXPIRE',
       'PERSIST', 'PTTL', 'TTL', 'XADD', 'XLEN', 'XRANGE', 'XREVRANGE', 'XTRIM', 'TYPE'}) do
     first_key[c] = true
   end
-  local all_keys = {DEL = true, EXISTS = true, UNLINK = true}
+  local all_keys = {DEL = true, EXISTS = true, UNLINK = true, MGET = true}
   local function guard(cmd, ...)
     local c = string.upper(cmd)
     local args = {...}
@@ -261,6 +261,10 @@ async def scenario(api: Any) -> dict[str, int]:
     t3 = await api.push_task("c-3", "later")
     assert t3.media.state == "QUEUED"
     assert (await api.set_task_priority(t3.id, 5)).priority == 5  # still waits, for its TTL
+    assert (await api.task_position(t3.id)).position == 1
+    assert (await api.queue_statistics("later"))["realtime"]["waiting"] == 1
+    assert (await api.queue_statistics("later"))["ewt"]["method"]
+    assert (await api.statistics())["queues"]
     t2 = await until(lambda: api.get_task(t2.id), lambda t: t.state == "CLOSED")
     assert t2.reason_code == "RONA"
     assert mrd_state(await api.get_agent("a2"), "chat") == ("NOT_READY", "RONA")
@@ -431,6 +435,9 @@ async def test_every_operation_on_three_shards(cluster: LocalCluster, rc: Any) -
         assert seen == [x.id for x in events]
         report = await check(e)
         assert report.ok, f"{t}: " + "\n".join(report.violations)
+        assert (await e.queue_ewt("later")).method
+        now = await e.clock()
+        assert await e.set_clock(now + 1) == now + 1  # a virtual clock, on the tenant's shard
     # Every tenant script ran, under the guard (no key outside its tenant's
     # prefix). read_stream is no tenant operation: its one key is KEYS[1],
     # the stream, read above on the tenant's shard through the readers.
