@@ -21,6 +21,7 @@ run on the other cores. Sections (see each module's docstring):
   policies     policies_bench.py decision cost with aging and blocking; lifecycle with vs without
   ewt          ewt_bench.py     estimated-wait accuracy on M/M/c loads through the real engine (simulator)
   statistics   statistics_bench.py lifecycle with queue statistics counted vs off; the window read
+  simulator    sim_bench.py     an 8-hour day of 8,000 requests through redroute.sim: wall time, requests/s per backend
 
 The targets are reported met or missed; they never change the exit code.
 The exit code is non-zero only when a section broke (an exception).
@@ -46,6 +47,7 @@ import lua_profile
 import peers_bench
 import policies_bench
 import scaling_bench
+import sim_bench
 import skills_bench
 import statistics_bench
 import timer_bench
@@ -75,6 +77,7 @@ SECTIONS = {
     "policies": (policies_bench.run, policies_bench.table, "Routing policies: aging, overflow, blocks"),
     "ewt": (ewt_bench.run, ewt_bench.table, "Estimated wait: accuracy on M/M/c"),
     "statistics": (statistics_bench.run, statistics_bench.table, "Queue statistics: counting on vs off"),
+    "simulator": (sim_bench.run, sim_bench.table, "Simulator: a contact-center day on the real scripts"),
 }
 DOCS = ROOT.parent / "docs" / "benchmarks"
 
@@ -192,6 +195,10 @@ def targets(s: dict[str, Any]) -> list[dict[str, Any]]:
     v = _get(s.get("statistics", {}), "lifecycle", "rate_ratio")
     add("statistics_lifecycle", "lifecycle scripts/s with queue statistics counted ÷ with counting "
         "off (same run, alternating rounds)", ">= 0.85", v, ge(v, 0.85), "x")
+    sim = s.get("simulator", {})
+    v = _get(sim, "redis_day", "wall_s") if sim.get("full_day") else None
+    add("simulator_day_8h", "simulator: the 8-hour day (8,000 requests, 40 agents, RONA, wrap-up) on "
+        "a real Redis, one replication (full run only)", "<= 60 s", v, le(v, 60.0), "s")
     return out
 
 
