@@ -16,11 +16,10 @@ from typing import Any
 
 from ..errors import REDIS_DOWN
 from ..sim.plot import PlotUnavailable, plot_day
-from ..sim.replay import DayTraffic, ReplayError, read_day, recorded_result, replay_scenario
+from ..sim.replay import DayTraffic, ReplayError, read_day, recorded_kpis, replay_scenario
 from ..sim.report import comparison, day_series, document, table
 from ..sim.runner import simulate
 from ..sim.scenario import Scenario, ScenarioError, load_scenario
-from ..sim.stats import replication_kpis
 from .options import HELP, common
 
 
@@ -83,7 +82,7 @@ def replay(args: argparse.Namespace, sc: Scenario) -> int:
         return fail("simulate", f"cannot read {args.replay}: {e.strerror or e}")
     except ReplayError as e:
         return fail("simulate", f"{args.replay}: {e}")
-    recorded = replication_kpis(recorded_result(day, sc), sc)
+    recorded = recorded_kpis(day, sc)
     try:
         run = simulate(sc, url=args.redis_url or None, workers=args.sim_workers or None,
                        traffic=DayTraffic(day, sc))

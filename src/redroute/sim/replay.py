@@ -88,6 +88,7 @@ class Recorded:
 class Day:
     requests: list[Recorded]  # by arrival
     start: int  # the first arrival, ms
+    agents: dict[str, set[str]] = field(default_factory=dict)  # queue -> agents reserved for it
 
     @property
     def end(self) -> int:
@@ -102,6 +103,7 @@ def read_day(lines: Iterable[str]) -> Day:
     """A recorded day from the export's JSONL lines; requests whose arrival is
     not in it (they came before --from) are left out."""
     reqs: dict[str, Recorded] = {}
+    agents: dict[str, set[str]] = {}
     for i, line in enumerate(lines, 1):
         if not line.strip():
             continue
@@ -117,6 +119,7 @@ def read_day(lines: Iterable[str]) -> Day:
         if r is None:
             continue
         if kind == "reserved":
+            agents.setdefault(r.queue_id, set()).add(d.get("agentId", ""))
             r.reserved.append(at)
             r._open[d["taskId"]] = at
         elif kind == "unanswered":
@@ -137,7 +140,7 @@ def read_day(lines: Iterable[str]) -> Day:
     if not reqs:
         raise ReplayError("the record holds no request arrival (export from before the day began)")
     ordered = sorted(reqs.values(), key=lambda r: (r.arrival, r.request_id))
-    return Day(ordered, ordered[0].arrival)
+    return Day(ordered, ordered[0].arrival, agents)
 
 
 def replay_scenario(scenario: Scenario, day: Day) -> Scenario:
@@ -217,3 +220,21 @@ def recorded_result(day: Day, scenario: Scenario) -> ReplicationResult:
     end = max((x.ended for x in records if x.ended is not None), default=0)
     return ReplicationResult(scenario.name, 0, scenario.seed, records, busy, end, 0, "recorded",
                              unfinished=sum(1 for x in records if x.outcome is None))
+
+
+def recorded_kpis(day: Day, scenario: Scenario) -> dict[str, dict[str, float | None]]:
+    """The recorded day's KPIs (stats.replication_kpis), its occupancy over
+    the agents the record shows serving each queue (the scenario's may be a
+    what-if)."""
+    from .stats import replication_kpis
+
+    result = recorded_result(day, scenario)
+    kpis = replication_kpis(result, scenario)
+    window = scenario.durationMs - scenario.warmupMs
+    for q in scenario.queues:
+        seen = len(day.agents.get(q.id, ()))
+        mrd = scenario.mrd(q.mrdId)
+        busy = sum(max(0, min(b.end, scenario.durationMs) - max(b.start, scenario.warmupMs))
+                   for b in result.busy if b.queue_id == q.id)
+        kpis[q.id]["occupancy"] = busy / (seen * mrd.maxRequests * window) if seen else None
+    return kpis
