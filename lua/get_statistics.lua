@@ -16,7 +16,8 @@
           indexes), "window" (stats_window_json), "ewt" (ewt.lua,
           ewt_json: the estimate and its accuracy over the same
           window)}; NOT_FOUND for an
-          unknown queue. Reads at most A[2] minute buckets, never a task.
+          unknown queue. Reads at most A[2] minute buckets (past whole
+          hours as their hour bucket, made on first use), never a task.
   Events: none
 ]]
 --- @include "includes/agent"

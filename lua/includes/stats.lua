@@ -14,6 +14,12 @@
                      sum and wm the max of the answered waits (ms), w<bin>
                      their histogram; hn, hs the count and sum of handle
                      times (ms), h<bin> their histogram (stats_bin)
+  rr:{t}:st:<queue>:h<hour>  hash, the sums of the 60 minute buckets of a
+                     past hour (hour = minute // 60; wm the max, no th),
+                     with _ = 1 so an hour with nothing counted is kept
+                     too: made by the first window read that spans the
+                     whole hour (its minutes no longer change), read in
+                     their place after; expires as a minute bucket does
   rr:{t}:q:<queue>:totals  hash of the queue's counts since it was made
                      (each field of a bucket counted one at a time: e, a,
                      aw, x, c, bw, r, oi, oo, hn), for /metrics' counters
@@ -189,32 +195,70 @@ local function stats_waiting(t, delta)
   if t.step then redis.call('HINCRBY', k, 's' .. t.step, delta) end
 end
 
--- The sums of queue qid's minute buckets over the last `minutes` minutes
--- (the current one and those before it), as a JSON object of field: sum
--- (wm: the max; th: left out). Reads at most `minutes` hashes.
-local function stats_window_json(qid, minutes)
-  local now_min = math.floor(now_ms() / 60000)
-  local sums, names = {}, {}
-  for m = now_min - minutes + 1, now_min do
-    local h = redis.call('HGETALL', key('st', qid, istr(m)))
-    for i = 1, #h, 2 do
-      local f, v = h[i], tonumber(h[i + 1])
-      if f ~= 'th' then
-        local cur = sums[f]
-        if cur == nil then
-          names[#names + 1] = f
-          sums[f] = v
-        elseif f == 'wm' then
-          if v > cur then sums[f] = v end
-        else
-          sums[f] = cur + v
-        end
+-- Adds a bucket's fields (an HGETALL reply) to the sums: wm by max, the
+-- rest by addition; th and _ left out.
+local function stats_sum(sums, names, h)
+  for i = 1, #h, 2 do
+    local f, v = h[i], tonumber(h[i + 1])
+    if f ~= 'th' and f ~= '_' then
+      local cur = sums[f]
+      if cur == nil then
+        names[#names + 1] = f
+        sums[f] = v
+      elseif f == 'wm' then
+        if v > cur then sums[f] = v end
+      else
+        sums[f] = cur + v
       end
     end
   end
+end
+
+local function stats_json(sums, names)
   local parts = {}
   for i, f in ipairs(names) do parts[i] = '"' .. f .. '":' .. istr(sums[f]) end
   return '{' .. table.concat(parts, ',') .. '}'
+end
+
+-- Hour `hour` of queue qid (all its minutes past): its sums, made from its
+-- 60 minute buckets on first use.
+local function stats_hour(qid, hour)
+  local hs = istr(hour)
+  local k = key('st', qid, 'h' .. hs)
+  local h = redis.call('HGETALL', k)
+  if #h > 0 then return h end
+  local sums, names = {}, {}
+  for m = hour * 60, hour * 60 + 59 do
+    stats_sum(sums, names, redis.call('HGETALL', key('st', qid, istr(m))))
+  end
+  h = {'_', '1'}
+  for _, f in ipairs(names) do
+    h[#h + 1] = f
+    h[#h + 1] = istr(sums[f])
+  end
+  redis.call('HSET', k, unpack(h))
+  redis.call('PEXPIRE', k, STATS_TTL_MS)
+  return h
+end
+
+-- The sums of queue qid's buckets over the last `minutes` minutes (the
+-- current one and those before it), as a JSON object of field: sum (wm:
+-- the max). A whole past hour inside the window is read as its hour
+-- bucket: at most 59 + 23 + 60 reads for the longest window.
+local function stats_window_json(qid, minutes)
+  local now_min = math.floor(now_ms() / 60000)
+  local sums, names = {}, {}
+  local m = now_min - minutes + 1
+  while m <= now_min do
+    if m % 60 == 0 and m + 59 < now_min then
+      stats_sum(sums, names, stats_hour(qid, m / 60))
+      m = m + 60
+    else
+      stats_sum(sums, names, redis.call('HGETALL', key('st', qid, istr(m))))
+      m = m + 1
+    end
+  end
+  return stats_json(sums, names)
 end
 
 -- Queue qid's tally (what it holds now) as a JSON object of field: count,
@@ -228,9 +272,14 @@ local function stats_tally_json(qid)
   return '{' .. table.concat(parts, ',') .. '}'
 end
 
--- Every minute bucket key queue qid may still have (delete_queue).
+-- Every minute and hour bucket key queue qid may still have (delete_queue).
 local function stats_bucket_keys(qid)
   local now_min, out = math.floor(now_ms() / 60000), {}
   for m = now_min - 1440, now_min do out[#out + 1] = key('st', qid, istr(m)) end
+  local now_hour = math.floor(now_min / 60)
+  for h = now_hour - 25, now_hour do
+    local hs = istr(h)
+    out[#out + 1] = key('st', qid, 'h' .. hs)
+  end
   return out
 end

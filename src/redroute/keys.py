@@ -160,6 +160,10 @@ class TenantKeys:
         tenant's clock)."""
         return f"{self.prefix}st:{queue_id}:{minute}"
 
+    def st_hour(self, queue_id: str, hour: int | str) -> str:
+        """The sums of a queue's minute buckets of one past hour (minute // 60)."""
+        return f"{self.prefix}st:{queue_id}:h{hour}"
+
     def q_totals(self, queue_id: str) -> str:
         """A queue's counts since it was made (the counters of /metrics)."""
         return f"{self.prefix}q:{queue_id}:totals"

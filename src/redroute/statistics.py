@@ -226,6 +226,17 @@ def replay(events: Iterable[Event]) -> Replayed:
     return r
 
 
+def hour_sums(minutes: list[dict[str, str]]) -> dict[str, int]:
+    """What an hour bucket holds: its minute buckets' fields summed (wm:
+    the max; th left out)."""
+    out: dict[str, int] = {}
+    for b in minutes:
+        for f, v in b.items():
+            if f != "th":
+                out[f] = max(out.get(f, int(v)), int(v)) if f == "wm" else out.get(f, 0) + int(v)
+    return out
+
+
 def compare_bucket(queue_id: str, minute: int, stored: dict[str, str],
                    observed: Observed | None, default_threshold_ms: int) -> list[str]:
     """What differs between a stored bucket and the stream's count of it."""

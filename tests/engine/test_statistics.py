@@ -348,3 +348,34 @@ async def test_the_statistics_carry_the_queue_s_estimated_wait(engine: Engine):
     stats = await engine.queue_statistics("sales", 30)
     assert stats["ewt"] == (await engine.queue_ewt("sales", 30)).to_dict()
     assert stats["ewt"]["method"] == "POSITION_RATE"
+
+
+async def test_a_long_window_reads_whole_past_hours_as_hour_buckets_with_the_same_counts(engine: Engine):
+    await center(engine, ttl_ms=7 * 24 * 60 * MINUTE)
+    pushed = []  # the minute of each push
+    for step in (0, 30, 45, 70, 100, 130, 170):  # minutes after the first
+        await engine.advance_clock((step - (pushed[-1] if pushed else 0)) * MINUTE)
+        await engine.push_task(f"c{step}", "sales")
+        pushed.append(step)
+    now = pushed[-1]
+    for minutes in (1, 15, 59, 60, 61, 90, 120, 171, 240, 1440):
+        want = sum(1 for p in pushed if now - p < minutes)
+        assert (await window(engine, minutes))["entered"] == want, minutes
+        assert (await window(engine, minutes))["entered"] == want, f"{minutes}, read again"
+    now_min = (await engine.fire_due(0)).now // MINUTE
+    assert await engine.redis.exists(engine.keys.st_hour("sales", now_min // 60 - 1))
+
+
+async def test_the_checker_reports_an_hour_bucket_that_is_not_the_sum_of_its_minutes(engine: Engine):
+    await center(engine)
+    await engine.push_task("c1", "sales")
+    await engine.advance_clock(2 * 60 * MINUTE)
+    await window(engine, 180)  # makes the hour bucket of the push
+    hour = ((await engine.fire_due(0)).now // MINUTE - 120) // 60
+    key = engine.keys.st_hour("sales", hour)
+    assert (await engine.redis.hgetall(key))["e"] == "1"
+    await engine.redis.hincrby(key, "e", 1)
+    report = await check(engine)
+    assert report.violations == [
+        f"statistics of queue sales, hour {hour}: {{'e': 2}} is not the sum of its minutes {{'e': 1}}"]
+    await engine.redis.hincrby(key, "e", -1)

@@ -443,11 +443,23 @@ async def statistics_differences(engine: Engine, events: list[Event],
     if replayed.first_minute is not None and await _stream_trimmed(engine):
         first = max(first, replayed.first_minute + 1)
     stored: dict[tuple[str, int], dict[str, str]] = {}
+    hours: dict[tuple[str, int], dict[str, str]] = {}
     prefix = k.st("", "")[:-1]  # rr:{t}:st:
     for key in await _scan(r, glob_escape(prefix) + "*"):
         q, _, m = key[len(prefix):].rpartition(":")
-        stored[(q, int(m))] = await r.hgetall(key)
+        if m.startswith("h"):
+            hours[(q, int(m[1:]))] = await r.hgetall(key)
+        else:
+            stored[(q, int(m))] = await r.hgetall(key)
     out: list[str] = []
+    for (q, hour), summed in sorted(hours.items()):
+        # (An hour whose minutes may have expired since is not judged.)
+        if hour * 60 >= now_min - WINDOW_MINUTES[1] + 1:
+            want = statistics.hour_sums([stored.get((q, m), {}) for m in range(hour * 60, hour * 60 + 60)])
+            have = {f: int(v) for f, v in summed.items() if f != "_"}
+            if have != want:
+                out.append(f"statistics of queue {q}, hour {hour}: {have} is not the sum of its "
+                           f"minutes {want}")
     for q, cfg in sorted(queues.items()):
         if cfg.get("statistics") == "0":
             continue
