@@ -93,3 +93,12 @@ def test_the_same_seed_prints_the_same_figures(scenario_file, capsys):
     first = capsys.readouterr().out.splitlines()[:-1]  # all but the wall time
     main(["simulate", path, "--workers", "2"])
     assert capsys.readouterr().out.splitlines()[:-1] == first
+
+
+def test_a_configuration_the_router_refuses_exits_2_with_its_reason(scenario_file, capsys):
+    steps = [{"expression": "skill >= (", "timeoutMs": 1000}, {"expression": "skill"}]
+    bad = scenario_file(queues=[{"id": "sales", "mrdId": "voice", "steps": steps},
+                                {"id": "vip", "mrdId": "voice"}])
+    assert main(["simulate", bad, "--workers", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "the router refused the configuration" in err and "queue sales: steps[1].expression" in err

@@ -35,6 +35,9 @@ GOOD = {
     ({"warmupMs": 3_600_000}, "warmupMs"),
     ({"colour": "blue"}, "colour"),
     ({"handle": {"type": "empirical", "file": "missing.txt"}}, "handle.file"),
+    ({"queues": [{"id": "q", "mrdId": "voice", "overflow": {"afterMs": 5, "queueId": "x"}}]},
+     "queues[0].overflow"),
+    ({"mrds": [{"id": "voice", "blocks": ["chat"]}]}, "mrds[0].blocks"),
 ])
 def test_a_bad_scenario_is_refused_naming_its_field(change, field):
     with pytest.raises(ScenarioError) as e:

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..errors import REDIS_DOWN
+from ..errors import REDIS_DOWN, RedrouteError
 from ..sim.plot import PlotUnavailable, plot_day
 from ..sim.replay import DayTraffic, ReplayError, read_day, recorded_kpis, replay_scenario
 from ..sim.report import comparison, day_series, document, table
@@ -67,6 +67,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         run = simulate(sc, url=args.redis_url or None, workers=args.sim_workers or None)
     except REDIS_DOWN as e:
         return fail("simulate", f"Redis is unavailable: {e}", 1)
+    except RedrouteError as e:  # a configuration the router refuses (a step's expression …)
+        return fail("simulate", f"{args.scenario}: the router refused the configuration: {e}")
     print(table(run, args.confidence))
     return write_outputs(args, run, document(run, args.confidence))
 
@@ -88,6 +90,8 @@ def replay(args: argparse.Namespace, sc: Scenario) -> int:
                        traffic=DayTraffic(day, sc))
     except REDIS_DOWN as e:
         return fail("simulate", f"Redis is unavailable: {e}", 1)
+    except RedrouteError as e:
+        return fail("simulate", f"{args.scenario}: the router refused the configuration: {e}")
     title = (f"{sc.name}: the recorded day of {args.replay} ({len(day.requests):,} requests over "
              f"{sc.durationMs / 3_600_000:.2f} h) replayed under this scenario's configuration, "
              f"{sc.replications} replication{'s' if sc.replications != 1 else ''}, "

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..errors import REDIS_DOWN
+from ..errors import REDIS_DOWN, RedrouteError
 from ..sim.runner import simulate
 from ..sim.scenario import Scenario, ScenarioError
 from ..sim.staffing import MAX_AGENTS, StaffResult, find_staff, parse_target
@@ -87,6 +87,8 @@ def cmd_staff(args: argparse.Namespace) -> int:
         result = find_staff(sc, queue_id, group_id, target, run, low=args.min, high=args.max)
     except REDIS_DOWN as e:
         return fail("staff", f"Redis is unavailable: {e}", 1)
+    except RedrouteError as e:
+        return fail("staff", f"{args.scenario}: the router refused the configuration: {e}")
     print(report(result, sc, backend[0] if backend else "embedded"))
     return 0 if result.agents is not None else 1
 

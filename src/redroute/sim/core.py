@@ -24,7 +24,7 @@ from typing import Any
 from redis.exceptions import ResponseError
 
 from ..engine import Engine
-from ..errors import InvalidTransition, NotFound, QueueFull
+from ..errors import InvalidTransition, NotFound, QueueFull, ValidationError
 from ..scripts import ScriptRunner
 from .scenario import Scenario
 
@@ -148,11 +148,14 @@ async def configure(engine: Engine, scenario: Scenario) -> None:
             await engine.put_mrd(m.id, max_requests=m.maxRequests, wrap_up_enabled=m.wrapUp.enabled,
                                  wrap_up_timeout_ms=m.wrapUp.timeoutMs, blocks=m.blocks)
     for q in sorted(scenario.queues, key=lambda q: q.overflow is not None):
-        await engine.put_queue(
-            q.id, mrd_id=q.mrdId, agent_request_ttl_ms=q.agentRequestTtlMs,
-            agent_sla_ms=q.agentSlaMs, agent_selection_policy=q.agentSelectionPolicy,
-            service_level_threshold_ms=q.serviceLevelThresholdMs, steps=q.steps,
-            priority_unit_ms=q.priorityUnitMs, max_waiting=q.maxWaiting, overflow=q.overflow)
+        try:
+            await engine.put_queue(
+                q.id, mrd_id=q.mrdId, agent_request_ttl_ms=q.agentRequestTtlMs,
+                agent_sla_ms=q.agentSlaMs, agent_selection_policy=q.agentSelectionPolicy,
+                service_level_threshold_ms=q.serviceLevelThresholdMs, steps=q.steps,
+                priority_unit_ms=q.priorityUnitMs, max_waiting=q.maxWaiting, overflow=q.overflow)
+        except ValidationError as e:  # steps are checked by the router's own compiler
+            raise ValidationError(f"queue {q.id}: {e}") from e
     for g in scenario.agents:
         for agent_id in g.agent_ids():
             await engine.put_agent(agent_id, queues=g.queues, attributes=g.attributes,

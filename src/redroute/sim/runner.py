@@ -94,7 +94,11 @@ async def _run_many(scenario: Scenario, reps: list[int], url: str | None, concur
                                          requests=None if traffic is None else traffic(n))
 
     try:
-        return list(await asyncio.gather(*(one(n) for n in reps)))
+        async with asyncio.TaskGroup() as tg:  # one failing cancels the rest
+            tasks = [tg.create_task(one(n)) for n in reps]
+        return [t.result() for t in tasks]
+    except BaseExceptionGroup as eg:
+        raise eg.exceptions[0] from None
     finally:
         await close_quietly(redis)
 

@@ -154,6 +154,13 @@ class Scenario(_Model):
         for i, q in enumerate(self.queues):
             if q.mrdId not in mrds:
                 raise ValueError(f"queues[{i}].mrdId: no mrd {q.mrdId!r} in mrds")
+            target = (q.overflow or {}).get("queueId")
+            if q.overflow is not None and target not in queues:
+                raise ValueError(f"queues[{i}].overflow: no queue {target!r} in queues")
+        for i, m in enumerate(self.mrds):
+            for b in m.blocks or ():
+                if b not in mrds:
+                    raise ValueError(f"mrds[{i}].blocks: no mrd {b!r} in mrds")
         names: set[str] = set()
         for i, g in enumerate(self.agents):
             for q in g.queues:
