@@ -5,24 +5,19 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
-import orjson
-
+from . import jsoncodec
 from .limits import DEFAULT_WRAP_UP_TIMEOUT_MS
 
 
-def _has_float(x: Any) -> bool:
-    """Whether a decoded JSON value holds a float (see Task.from_json)."""
-    if isinstance(x, dict):
-        return any(_has_float(v) for v in x.values())
-    if isinstance(x, list):
-        return any(_has_float(v) for v in x)
-    return isinstance(x, float)
+def _client_floats(d: Any) -> bool:
+    """A float in a task document's metadata or requestSession (see jsoncodec)."""
+    return jsoncodec.has_float(d.get("metadata")) or any(
+        jsoncodec.has_float(m.get("requestSession")) for m in d.get("activeMedia") or ())
 
 
 class TaskStateName(StrEnum):
@@ -516,19 +511,10 @@ class Task:
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> Task:
-        # Every push, accept and close decodes one: orjson is ~2x json's speed.
-        # Where orjson reads otherwise, json decodes it, so the result never
-        # differs: a lone surrogate (orjson refuses it) and an integer past 64
-        # bits (a float to orjson) in what is kept as the client sent it
-        # (metadata, requestSession), found as a float there.
+        # Every push, accept and close decodes one. Integers past 64 bits can
+        # only be in what is kept as the client sent it.
         text = raw.decode() if isinstance(raw, bytes) else raw
-        try:
-            d = orjson.loads(text)
-            if _has_float(d.get("metadata")) or any(
-                    _has_float(m.get("requestSession")) for m in d.get("activeMedia") or ()):
-                d = json.loads(text)
-        except orjson.JSONDecodeError:
-            d = json.loads(text)
+        d = jsoncodec.loads(text, _client_floats)
         t = cls.from_dict(d)
         t.raw_json = text
         return t

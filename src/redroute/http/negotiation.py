@@ -10,6 +10,7 @@ from typing import Any
 import msgpack
 from aiohttp import web
 
+from .. import jsoncodec
 from .problem import Problem, bad_request
 
 JSON = "application/json"
@@ -41,7 +42,7 @@ def decode_body(content_type: str, raw: bytes) -> Any:
         if not raw.strip():
             raise bad_request("the request body is empty; a JSON object is required")
         try:
-            return json.loads(raw, parse_constant=_reject_constant)
+            return jsoncodec.loads(raw, parse_constant=_reject_constant)
         except (ValueError, RecursionError) as e:
             raise bad_request(f"malformed JSON body: {e}") from None
     raise Problem(415, "VALIDATION_ERROR", f"unsupported Content-Type {content_type!r}; "
