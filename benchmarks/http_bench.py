@@ -101,14 +101,16 @@ class Server:
             os.unlink(self.log.name)
 
 
-def redroute_server(redis_url: str) -> Server:
-    return Server("redroute", [*redroute_command(), "serve", "--host", "127.0.0.1", "--port", "{port}",
-                               "--no-access-log", "--log-level", "WARNING", "--log-format", "text"],
+def redroute_server(redis_url: str, wrap: tuple[str, ...] = ()) -> Server:
+    """wrap: a command the server runs under (valgrind, for tools/)."""
+    return Server("redroute", [*wrap, *redroute_command(), "serve", "--host", "127.0.0.1", "--port",
+                               "{port}", "--no-access-log", "--log-level", "WARNING", "--log-format",
+                               "text"],
                   env={"REDIS_URL": redis_url})
 
 
-def bare_server(redis_url: str) -> Server:
-    return Server("bare", [sys.executable, str(ROOT / "bare_server.py"), "--port", "{port}",
+def bare_server(redis_url: str, wrap: tuple[str, ...] = ()) -> Server:
+    return Server("bare", [*wrap, sys.executable, str(ROOT / "bare_server.py"), "--port", "{port}",
                            "--redis-url", redis_url])
 
 
