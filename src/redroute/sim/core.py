@@ -332,7 +332,10 @@ class Simulation:
         self._next_deadline = int(head[0][1]) if head else -1
         for entry_id, fields in entries:
             self._last_id = entry_id
-            self._on_event(fields["type"], json.loads(fields["data"]))
+            etype, data = fields["type"], fields["data"]
+            if etype == "AGENT_STATE_CHANGED" and '"RONA"' not in data:
+                continue  # only an agent's RONA asks the people for anything
+            self._on_event(etype, json.loads(data))
 
     def _on_event(self, etype: str, data: dict[str, Any]) -> None:
         rel = self.now - self.start
