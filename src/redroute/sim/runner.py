@@ -83,9 +83,9 @@ async def run_replication(scenario: Scenario, replication: int, redis: Any, *,
                 await drop_tenant(redis, tenant)
 
 
-async def _run_many(scenario: Scenario, reps: list[int], url: str | None, concurrency: int,
+async def _together(scenario: Scenario, reps: list[int], redis: Any, concurrency: int,
                     traffic: Traffic | None) -> list[ReplicationResult]:
-    redis = connect(url)
+    """Replications reps on redis, concurrency at once; one failing cancels the rest."""
     sem = asyncio.Semaphore(max(1, concurrency))
 
     async def one(n: int) -> ReplicationResult:
@@ -94,11 +94,18 @@ async def _run_many(scenario: Scenario, reps: list[int], url: str | None, concur
                                          requests=None if traffic is None else traffic(n))
 
     try:
-        async with asyncio.TaskGroup() as tg:  # one failing cancels the rest
+        async with asyncio.TaskGroup() as tg:
             tasks = [tg.create_task(one(n)) for n in reps]
-        return [t.result() for t in tasks]
     except BaseExceptionGroup as eg:
         raise eg.exceptions[0] from None
+    return [t.result() for t in tasks]
+
+
+async def _run_many(scenario: Scenario, reps: list[int], url: str | None, concurrency: int,
+                    traffic: Traffic | None) -> list[ReplicationResult]:
+    redis = connect(url)
+    try:
+        return await _together(scenario, reps, redis, concurrency, traffic)
     finally:
         await close_quietly(redis)
 
@@ -142,14 +149,8 @@ async def simulate_async(scenario: Scenario, redis: Any, *, concurrency: int = 4
                          traffic: Traffic | None = None) -> SimulationRun:
     """simulate() inside a running event loop, on a client you hold (its
     backend decides embedded or real), concurrency replications at once."""
-    sem = asyncio.Semaphore(max(1, concurrency))
     started = time.perf_counter()
-
-    async def one(n: int) -> ReplicationResult:
-        async with sem:
-            return await run_replication(scenario, n, redis,
-                                         requests=None if traffic is None else traffic(n))
-
-    results = list(await asyncio.gather(*(one(n) for n in range(scenario.replications))))
+    results = await _together(scenario, list(range(scenario.replications)), redis, concurrency,
+                              traffic)
     return SimulationRun(scenario, results, "embedded" if is_embedded(redis) else "redis",
                          time.perf_counter() - started)
