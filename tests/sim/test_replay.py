@@ -129,3 +129,15 @@ def test_a_replay_of_a_record_for_another_queue_exits_2(recorded, capsys):
                           arrivals=[{"queueId": "support", "ratePerHour": 1}])
     assert main(["simulate", "--replay", str(day), other]) == 2
     assert "queues the scenario lacks: sales" in capsys.readouterr().err
+
+
+def test_export_from_an_id_writes_what_follows_it(recorded, capsys):
+    folder, day, url = recorded
+    lines = day.read_text().splitlines()
+    half = len(lines) // 2
+    middle = json.loads(lines[half])["id"]  # one record per event: ids are unique here
+    capsys.readouterr()
+
+    assert main(["events", "export", "--redis-url", url, "--tenant", "replay-day", "--from", middle]) == 0
+
+    assert capsys.readouterr().out.splitlines() == lines[half + 1:]
