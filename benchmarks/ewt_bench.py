@@ -17,6 +17,10 @@ engine.
   errors for a common naive estimate (the mean wait of the last 32
   answered requests, as a wallboard's "average wait" would say), and the
   mean wait itself.
+* steps: the same load on a queue with two steps: the first (30 s) for the
+  3 experts among the 10 agents, the second for all; a request waits for
+  an expert, or its step's timeout and then anyone. Reported beside the
+  M/M/c figures (the target is the M/M/c one).
 * target: the engine's median absolute error <= 30% of the mean wait.
 
     python benchmarks/ewt_bench.py [--quick]   # alone; run.py runs it in the suite
@@ -45,14 +49,24 @@ WARMUP_MS = 30 * 60_000
 NAIVE_LAST = 32
 
 
-def scenario(rho: float, duration_ms: int, seed: int) -> Any:
+EXPERTS = 3
+STEPS = [{"expression": "expert", "timeoutMs": 30_000}, {"expression": "english"}]
+
+
+def scenario(rho: float, duration_ms: int, seed: int, steps: bool = False) -> Any:
     rate_per_hour = rho * AGENTS * 3_600_000 / HANDLE_MS
+    if steps:
+        agents = [{"id": "x", "count": EXPERTS, "queues": ["sales"],
+                   "attributes": {"expert": True, "english": True}},
+                  {"id": "g", "count": AGENTS - EXPERTS, "queues": ["sales"], "attributes": {"english": True}}]
+    else:
+        agents = [{"id": "a", "count": AGENTS, "queues": ["sales"]}]
     return parse_scenario({
-        "name": f"mmc-rho{rho}", "seed": seed, "replications": 1,
+        "name": f"{'steps' if steps else 'mmc'}-rho{rho}", "seed": seed, "replications": 1,
         "durationMs": duration_ms, "warmupMs": WARMUP_MS,
         "mrds": [{"id": "chat", "maxRequests": 1}],
-        "queues": [{"id": "sales", "mrdId": "chat"}],
-        "agents": [{"id": "a", "count": AGENTS, "queues": ["sales"]}],
+        "queues": [{"id": "sales", "mrdId": "chat", **({"steps": STEPS} if steps else {})}],
+        "agents": agents,
         "arrivals": [{"queueId": "sales", "ratePerHour": rate_per_hour}],
         "handle": {"type": "exponential", "meanMs": HANDLE_MS},
     })
@@ -94,9 +108,10 @@ def errors_summary(errors: list[float]) -> dict[str, Any]:
             "p90_abs_error_ms": percentile(errors, 90)}
 
 
-async def one_load(redis: aioredis.Redis, rho: float, duration_ms: int, seed: int) -> dict[str, Any]:
-    sc = scenario(rho, duration_ms, seed)
-    engine = Engine(redis, f"ewt-{rho}")
+async def one_load(redis: aioredis.Redis, rho: float, duration_ms: int, seed: int,
+                   steps: bool = False) -> dict[str, Any]:
+    sc = scenario(rho, duration_ms, seed, steps)
+    engine = Engine(redis, f"ewt-{rho}-{steps}")
     sim = Recording(engine, sc)
     result = await sim.run()
     steady = [r for r in result.requests if r.arrival >= WARMUP_MS and r.answered is not None]
@@ -118,12 +133,13 @@ async def one_load(redis: aioredis.Redis, rho: float, duration_ms: int, seed: in
     p50 = ewt.accuracy.p50_abs_error_ms
     await redis.flushall()
     return {
-        "rho": rho, "agents": AGENTS, "handle_mean_ms": HANDLE_MS, "seed": seed,
+        "rho": rho, "steps": steps, "agents": AGENTS, "handle_mean_ms": HANDLE_MS, "seed": seed,
         "requests": len(result.requests), "steady_answered": len(steady),
         "waited_share": sum(1 for w in waits if w > 0) / len(waits),
         "mean_wait_ms": mean_wait, "p90_wait_ms": percentile(waits, 90),
         "engine": {"window_minutes": minutes, **ewt.accuracy.to_dict()},
-        "erlang_c_mean_wait_ms": erlang_c(AGENTS, rho * AGENTS / HANDLE_MS, HANDLE_MS).mean_wait_ms,
+        "erlang_c_mean_wait_ms": None if steps else erlang_c(AGENTS, rho * AGENTS / HANDLE_MS,
+                                                              HANDLE_MS).mean_wait_ms,
         "exact": errors_summary(exact),
         "exact_waited": errors_summary(waited),
         "naive_last_32": errors_summary(naive_errors),
@@ -140,10 +156,12 @@ async def run(url: str, quick: bool) -> dict[str, Any]:
     # The full run: 5 h of traffic per load, >= 2,000 requests after the warm-up.
     duration = (2 if quick else 10) * 30 * 60_000
     try:
-        loads = [await one_load(redis, rho, duration, seed=7) for rho in ((0.9,) if quick else (0.8, 0.9))]
+        rhos = (0.9,) if quick else (0.8, 0.9)
+        loads = [await one_load(redis, rho, duration, seed=7) for rho in rhos]
+        stepped = [await one_load(redis, rho, duration, seed=7, steps=True) for rho in rhos]
     finally:
         await redis.aclose()
-    return {"loads": loads, "duration_ms": duration, "warmup_ms": WARMUP_MS}
+    return {"loads": loads, "steps": stepped, "duration_ms": duration, "warmup_ms": WARMUP_MS}
 
 
 def table(r: dict[str, Any]) -> str:
@@ -152,10 +170,13 @@ def table(r: dict[str, Any]) -> str:
              f"    {'rho':>4} {'answered':>8} {'waited':>6} {'mean wait':>9} {'(Erlang C)':>10} "
              f"{'engine p50':>10} {'p90':>6} {'p50/mean':>8} {'exact p50':>9} {'p90':>6} "
              f"{'waited p50':>10} {'p90':>6} {'naive p50':>9} {'p50/mean':>8}"]
-    for x in r["loads"]:
+    for x in [*r["loads"], *r.get("steps", [])]:
+        if x is r.get("steps", [None])[0]:
+            lines.append(f"  the same with two steps ({EXPERTS} experts for the first 30 s, then all {AGENTS}):")
         e, ex, w, nv = x["engine"], x["exact"], x["exact_waited"], x["naive_last_32"]
         lines.append(f"    {x['rho']:4.1f} {x['steady_answered']:8d} {x['waited_share']:6.0%} "
-                     f"{x['mean_wait_ms'] / 1000:9.1f} {x['erlang_c_mean_wait_ms'] / 1000:10.1f} "
+                     f"{x['mean_wait_ms'] / 1000:9.1f} "
+                     f"{'-' if x['erlang_c_mean_wait_ms'] is None else round(x['erlang_c_mean_wait_ms'] / 1000, 1):>10} "
                      f"{e['p50AbsErrorMs'] / 1000:10.1f} {e['p90AbsErrorMs'] / 1000:6.1f} "
                      f"{x['p50_error_share_of_mean_wait']:8.0%} "
                      f"{ex['p50_abs_error_ms'] / 1000:9.1f} {ex['p90_abs_error_ms'] / 1000:6.1f} "

@@ -25,7 +25,7 @@ return run(function()
   if t.parked == 'p' then
     method = 'PREFERRED_AGENT'
   else
-    ms = ewt_remaining(queue_get(t.queueId), position)
+    ms = ewt_waiting(t, queue_get(t.queueId), position, wait_member(t), istr(wait_score(t)))
   end
   return '{"position":' .. jint(position) .. ',"ewtMs":' .. jint(ms) .. ',"method":"' .. method .. '"}'
 end)

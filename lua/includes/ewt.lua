@@ -11,7 +11,9 @@
                      last take), gap (mean busy ms per take, a moving
                      average over the last EWT_WEIGHT takes), n (takes
                      seen), ring (mean ms from reservation to accept, the
-                     same average) and rn (accepts seen)
+                     same average) and rn (accepts seen); a queue with
+                     steps keeps mark, acc, gap and n per step's waiting
+                     set instead, as mark|<k> …
   rr:{t}:ewt:<id>:<minute>  hash, one per queue and minute of the clock
                      (now_ms() // 60000) in which a prediction met its
                      answer: b<bin> the count of absolute errors in each
@@ -25,7 +27,10 @@
   the takes in it (all agents are busy then, so it is the time between
   agents freeing up for this queue). With fewer than EWT_MIN_TAKES takes seen
   there is no estimate (nil, null in JSON); a request reserved at once
-  (position 0) is expected to wait ring.
+  (position 0) is expected to wait ring. In a queue with steps each step's
+  waiting set has its own take rate, and a task's rank at its step counts
+  (ewt_remaining_steps: taken at its step before the next one starts, or
+  moved on behind what is still ahead of it there).
 
   A request's prediction is kept in its task document (field ewt: the
   predicted wait from its enqueueTime in ms, '' when there was none) from
@@ -39,28 +44,37 @@ local EWT_WEIGHT = 32
 local EWT_MIN_TAKES = 10
 local EWT_TTL_MS = '86460000'  -- 1441 minutes
 
--- A queue's take-rate state, read once per call and written at its end.
+-- A queue's take-rate state (field -> number), read once per call and
+-- written at its end. The fields of a waiting set carry its step:
+-- mark, acc, gap, n for a queue without steps; mark|k … for step k.
 local EWT_STATES = {}
 
 local function ewt_state(qid)
   local s = EWT_STATES[qid]
   if s then return s end
-  local h = redis.call('HMGET', key('q', qid, 'ewt'), 'mark', 'acc', 'gap', 'n', 'ring', 'rn')
-  s = {mark = tonumber(h[1] or ''), acc = tonumber(h[2]) or 0, gap = tonumber(h[3]) or 0,
-       n = tonumber(h[4]) or 0, ring = tonumber(h[5]) or 0, rn = tonumber(h[6]) or 0}
+  local h = redis.call('HGETALL', key('q', qid, 'ewt'))
+  s = {v = {}}
+  for i = 1, #h, 2 do s.v[h[i]] = tonumber(h[i + 1]) end
   EWT_STATES[qid] = s
   return s
 end
 
--- Sets field f of the queue's state to v (written when the script ends).
+local function ewt_get(s, f)
+  return s.v[f] or 0
+end
+
+-- Sets field f of the queue's state to v (nil: none; written at the end).
 local function ewt_set(s, f, v)
-  s[f] = v
+  s.v[f] = v
   s.changed = s.changed or {}
   s.changed[f] = true
 end
 
-local EWT_FORMAT = {mark = function(v) return v and istr(v) or '' end, acc = istr, n = istr, rn = istr,
-  gap = function(v) return string.format('%.3f', v) end, ring = function(v) return string.format('%.3f', v) end}
+local function ewt_format(f, v)
+  if v == nil then return '' end
+  if string.sub(f, 1, 3) == 'gap' or f == 'ring' then return string.format('%.3f', v) end
+  return istr(v)
+end
 
 -- Only the fields that changed: an accept writes two, a take four.
 AT_END[#AT_END + 1] = function()
@@ -69,7 +83,7 @@ AT_END[#AT_END + 1] = function()
       local args = {}
       for f in pairs(s.changed) do
         args[#args + 1] = f
-        args[#args + 1] = EWT_FORMAT[f](s[f])
+        args[#args + 1] = ewt_format(f, s.v[f])
       end
       redis.call('HSET', key('q', qid, 'ewt'), unpack(args))
     end
@@ -82,63 +96,128 @@ local function ewt_average(mean, n, x)
   return mean + (x - mean) / math.min(n, EWT_WEIGHT)
 end
 
--- The expected wait from now of a request at position p of queue q (0: it
--- is being offered now), or nil when the queue has too little history.
+-- The suffix of the fields of waiting set of step k (nil: the queue's).
+local function ewt_sfx(k)
+  return k and ('|' .. k) or ''
+end
+
+-- The mean busy time per take of the waiting set of step k (nil: the
+-- queue's), or nil with too little history.
+local function ewt_gap(s, k)
+  local x = ewt_sfx(k)
+  if ewt_get(s, 'n' .. x) < EWT_MIN_TAKES then return nil end
+  return ewt_get(s, 'gap' .. x)
+end
+
+local function ewt_round(ms)
+  return math.floor(ms + 0.5)
+end
+
+-- The expected wait from now of a request at position p of queue q
+-- without steps (0: it is being offered now), or nil with too little
+-- history.
 local function ewt_remaining(q, p)
   local s = ewt_state(q.id)
-  if p == 0 then return math.floor(s.ring + 0.5) end
-  if s.n < EWT_MIN_TAKES then return nil end
-  return math.floor(p * s.gap + s.ring + 0.5)
+  local ring = ewt_get(s, 'ring')
+  if p == 0 then return ewt_round(ring) end
+  local gap = ewt_gap(s, nil)
+  return gap and ewt_round(p * gap + ring)
 end
 
--- A new request of queue q at position p: its predicted wait from its
--- enqueueTime, kept in the task ('' when there is no estimate).
-local function ewt_predict(t, q, p)
-  local r = ewt_remaining(q, p)
-  t.ewt = r and istr(now_ms() - t.enqueueTime + r) or ''
+-- For a request rank-th in a waiting set whose takes come every gap ms on
+-- average (as a Poisson stream, as while all its agents are busy), with a
+-- deadline in next_ms: the expected time until it is taken or the
+-- deadline comes, E[min(S, next_ms)] for S the rank-th take's time, and
+-- the chance the deadline comes first, P(S > next_ms). (S is Erlang: the
+-- sums below are the Poisson terms of next_ms / gap.)
+local function ewt_before(rank, gap, next_ms)
+  local x = next_ms / gap
+  local term, cdf, sum = math.exp(-x), 0, 0
+  for i = 0, rank - 1 do
+    cdf = cdf + term
+    sum = sum + (1 - cdf)
+    term = term * x / (i + 1)
+  end
+  return gap * sum, math.min(1, cdf)
 end
 
--- Task t was parked in queue q (enqueue): in its waiting set, or waiting
--- for its preferred agent only (no estimate: one agent decides). position:
--- routing's task_position, read only for a new prediction.
-local function ewt_enqueued(t, q, position)
+-- The same in a queue with steps, for a request at step k, rank-th in that
+-- step's waiting set, reaching step k + 1 in next_ms (nil at the last
+-- step); ahead: how many waiting at later steps come before it (they are
+-- older). Taken at step k at that step's take rate before next_ms, or
+-- else at step k + 1, behind those still ahead of it by then (the later
+-- steps' and its own step's, each drained at its rate meanwhile; none when
+-- nothing waits there now); nil with too little history.
+local function ewt_remaining_steps(q, k, rank, next_ms, ahead)
+  local s = ewt_state(q.id)
+  local ring = ewt_get(s, 'ring')
+  local gap = ewt_gap(s, k)
+  if not next_ms then return gap and ewt_round(rank * gap + ring) end
+  local before, late = next_ms, 1
+  if gap then before, late = ewt_before(rank, gap, next_ms) end
+  local mine = math.max(0, rank - 1 - (gap and next_ms / gap or 0))
+  local after = 0
+  if ahead > 0 or mine > 0 then
+    local later = ewt_gap(s, k + 1)
+    if not later then return nil end
+    after = math.max(0, ahead + mine - next_ms / later) * later
+  end
+  return ewt_round(before + late * after + ring)
+end
+
+-- The expected wait from now of task t waiting in queue q's waiting set,
+-- at position (task_position), member and score its place there.
+local function ewt_waiting(t, q, position, member, score)
+  if not t.step then return ewt_remaining(q, position) end
+  local k = tonumber(t.step)
+  local rank = redis.call('ZRANK', key('q', q.id, 'waiting:' .. k), member) + 1
+  local ahead = 0
+  for j = k + 1, q.nsteps do ahead = ahead + redis.call('ZCOUNT', key('q', q.id, 'waiting:' .. j), '-inf', score) end
+  return ewt_remaining_steps(q, k, rank, t.nextStepAt and (tonumber(t.nextStepAt) - now_ms()), ahead)
+end
+
+-- Task t was parked in queue q (enqueue) as member with score: in its
+-- waiting set (of its step), or waiting for its preferred agent only (no
+-- estimate: one agent decides). position: routing's task_position, read
+-- only for a new prediction; its predicted wait from its enqueueTime is
+-- kept in the task ('' when there is no estimate).
+local function ewt_enqueued(t, q, position, member, score)
   if not q then return end
   if t.parked == true then
-    local s = ewt_state(q.id)
-    if not s.mark then ewt_set(s, 'mark', now_ms()) end
+    local s, mark = ewt_state(q.id), 'mark' .. ewt_sfx(t.step)
+    if not s.v[mark] then ewt_set(s, mark, now_ms()) end
   end
   if t.ewt == nil and t.mode == 'QUEUE' then
-    if t.parked == true then
-      ewt_predict(t, q, position(t))
-    else
-      t.ewt = ''
-    end
+    local r = t.parked == true and ewt_waiting(t, q, position(t), member, score)
+    t.ewt = r and istr(now_ms() - t.enqueueTime + r) or ''
   end
 end
 
--- Task t left its queue's waiting set: taken (reserved) or not (closed,
--- moved, re-placed).
+-- Task t left its queue's waiting set (of its step): taken (reserved) or
+-- not (closed, moved, re-placed, on to its next step).
 local function ewt_unqueued(t, taken)
-  local s = ewt_state(t.queueId)
-  local now = now_ms()
-  if s.mark then
-    ewt_set(s, 'acc', s.acc + now - s.mark)
+  local s, x, now = ewt_state(t.queueId), ewt_sfx(t.step), now_ms()
+  local mark = s.v['mark' .. x]
+  if mark then
+    ewt_set(s, 'acc' .. x, ewt_get(s, 'acc' .. x) + now - mark)
     if taken then
-      ewt_set(s, 'n', s.n + 1)
-      ewt_set(s, 'gap', ewt_average(s.gap, s.n, s.acc))
-      ewt_set(s, 'acc', 0)
+      local n = ewt_get(s, 'n' .. x) + 1
+      ewt_set(s, 'n' .. x, n)
+      ewt_set(s, 'gap' .. x, ewt_average(ewt_get(s, 'gap' .. x), n, ewt_get(s, 'acc' .. x)))
+      ewt_set(s, 'acc' .. x, 0)
     end
   end
-  local left = redis.call('ZCARD', key('q', t.queueId, 'waiting')) > 0
-  if left or s.mark then ewt_set(s, 'mark', left and now or nil) end
+  local set = t.step and key('q', t.queueId, 'waiting:' .. t.step) or key('q', t.queueId, 'waiting')
+  local left = redis.call('ZCARD', set) > 0
+  if left or mark then ewt_set(s, 'mark' .. x, left and now or nil) end
 end
 
 -- Task t is reserved to an agent; a request that never waited is predicted
--- here (position 0).
+-- here: the time to accept.
 local function ewt_reserved(t)
   if t.ewt == nil and t.mode == 'QUEUE' then
     local q = queue_get(t.queueId)
-    if q then ewt_predict(t, q, 0) end
+    if q then t.ewt = istr(now_ms() - t.enqueueTime + ewt_remaining(q, 0)) end
   end
 end
 
@@ -160,8 +239,9 @@ local function ewt_answered(t)
     local now = now_ms()
     if t.rsv then
       local s = ewt_state(t.queueId)
-      ewt_set(s, 'rn', s.rn + 1)
-      ewt_set(s, 'ring', ewt_average(s.ring, s.rn, now - tonumber(t.rsv)))
+      local n = ewt_get(s, 'rn') + 1
+      ewt_set(s, 'rn', n)
+      ewt_set(s, 'ring', ewt_average(ewt_get(s, 'ring'), n, now - tonumber(t.rsv)))
     end
     if t.ewt and t.ewt ~= '' then
       local err = math.abs(now - t.enqueueTime - tonumber(t.ewt))
@@ -184,14 +264,21 @@ local function ewt_percentile(counts, bins, n, p)
   return nil
 end
 
--- Queue q's ewt object: the expected wait of a request pushed now (behind
--- every task waiting; 0 takes when an agent is free for it now) and the
--- accuracy of the predictions answered in the last `minutes` minutes.
-local function ewt_json(q, minutes)
+-- The expected wait of a request pushed to queue q now, behind every task
+-- waiting (at step 1 of a queue with steps); the time to accept when an
+-- agent is free for it now.
+local function ewt_new_request(q)
   -- (agent.lua's availability index: of step 1, the one a new request uses)
   local avail = q.nsteps and key('q', q.id, 'avail:' .. 1) or key('q', q.id, 'avail')
-  local p = 0
-  if redis.call('ZCARD', avail) == 0 then p = redis.call('ZCARD', key('q', q.id, 'waiting')) + 1 end
+  if redis.call('ZCARD', avail) > 0 then return ewt_remaining(q, 0) end
+  if not q.nsteps then return ewt_remaining(q, redis.call('ZCARD', key('q', q.id, 'waiting')) + 1) end
+  local rank = redis.call('ZCARD', key('q', q.id, 'waiting:' .. 1)) + 1
+  return ewt_remaining_steps(q, 1, rank, q.stepAt[2], redis.call('ZCARD', key('q', q.id, 'waiting')) - rank + 1)
+end
+
+-- Queue q's ewt object: the expected wait of a request pushed now and the
+-- accuracy of the predictions answered in the last `minutes` minutes.
+local function ewt_json(q, minutes)
   local counts, bins, n = {}, {}, 0
   local last = math.floor(now_ms() / 60000)
   for m = last - minutes + 1, last do
@@ -204,7 +291,7 @@ local function ewt_json(q, minutes)
     end
   end
   table.sort(bins)
-  return '{"ms":' .. jint(ewt_remaining(q, p)) .. ',"method":"' .. EWT_METHOD ..
+  return '{"ms":' .. jint(ewt_new_request(q)) .. ',"method":"' .. EWT_METHOD ..
     '","accuracy":{"samples":' .. jint(n) .. ',"p50AbsErrorMs":' .. jint(ewt_percentile(counts, bins, n, 0.5)) ..
     ',"p90AbsErrorMs":' .. jint(ewt_percentile(counts, bins, n, 0.9)) .. '}}'
 end

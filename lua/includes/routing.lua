@@ -217,7 +217,7 @@ local function enqueue(t, quiet)
     t.overflowAt = istr(t.enqueueTime + q.overflowAfterMs)
     timer_add('ovf|' .. t.id, tonumber(t.overflowAt))
   end
-  ewt_enqueued(t, q, task_position)
+  ewt_enqueued(t, q, task_position, member, score)
   task_save(t, quiet)
 end
 

@@ -292,3 +292,49 @@ async def test_a_task_waiting_for_its_preferred_agent_has_a_position_and_no_esti
     assert (pos.position, pos.ewt_ms, pos.method) == (1, None, "PREFERRED_AGENT")
     [first] = await engine.conversation_tasks("first")
     assert (await engine.task_position(first.id)).position == 2
+
+
+# Queues with steps: each step's waiting set has its own take rate
+
+
+async def stepped_history(engine: Engine, waiting: int = 1) -> None:
+    """Queue sales with steps (experts for 60 s, then anyone); one
+    generalist, g1, takes 11 tasks that reached step 2, GAP apart, and
+    `waiting` more wait at step 2 after."""
+    await engine.put_mrd("chat")
+    await engine.put_queue("sales", mrd_id="chat", steps=STEPS, agent_request_ttl_ms=3_600_000)
+    await engine.put_agent("g1", queues=["sales"], attributes={"english": True})
+    for i in range(11 + waiting):
+        await engine.push_task(f"h-{i}", "sales")
+    await engine.advance_clock(61 * SECOND)
+    await engine.fire_due()  # all at step 2
+    await engine.advance_clock(GAP)
+    await engine.set_agent_state("g1", "READY")
+    [first] = await engine.agent_tasks("g1")
+    await engine.accept(first.id, first.media.id)
+    await serve_every(engine, "g1", GAP, 10)
+
+
+async def test_a_task_at_its_last_step_is_estimated_from_that_steps_takes(engine: Engine):
+    await stepped_history(engine)
+    [t] = await engine.conversation_tasks("h-11")
+    assert t.routing.step == 2
+    pos = await engine.task_position(t.id)
+    assert pos.position == 1 and near(pos.ewt_ms, GAP)
+
+
+async def test_a_task_no_agent_takes_at_its_step_is_estimated_to_wait_for_the_next(engine: Engine):
+    await stepped_history(engine)
+    [last] = await engine.conversation_tasks("h-11")
+    await engine.set_task_state(last.id, "CLOSED", "CANCELLED")  # nothing waits at step 2
+    t = await engine.push_task("new", "sales")  # step 1: no expert has ever taken one
+    assert t.routing.step == 1
+    assert near((await engine.task_position(t.id)).ewt_ms, 60 * SECOND)
+    assert near((await engine.queue_ewt("sales")).ms, 60 * SECOND)
+
+
+async def test_a_task_behind_others_at_the_next_step_adds_their_takes(engine: Engine):
+    await stepped_history(engine, waiting=8)  # 8 wait at step 2, taken every GAP
+    t = await engine.push_task("new", "sales")  # reaches step 2 in 60 s, behind the 8
+    # 60 s to step 2, by when 6 of the 8 are taken: then 2 takes more.
+    assert near((await engine.task_position(t.id)).ewt_ms, 60 * SECOND + 2 * GAP)

@@ -62,8 +62,8 @@ reports there is worth a second look before acting on it).
 12. Estimated wait: a task carries its request's prediction only while the
     request waits in or is offered from a queue (a QUEUED or RESERVED
     media), never once answered or closed; and a queue counts its busy
-    time (its take-rate mark is set) exactly while its waiting set is not
-    empty.
+    time (its take-rate mark is set) exactly while its waiting set (of each
+    step, in a queue with steps) is not empty.
 13. Statistics: each queue's tally counts what it holds now (waiting tasks
     by priority and step, reserved, active); every counted minute of every
     queue (src/redroute/statistics.py)
@@ -634,10 +634,13 @@ async def check_ewt(engine: Engine, s: Snapshot, rep: Report) -> None:
         if "ewt" in t and (t["state"] == "CLOSED" or not any(
                 m["state"] in ("QUEUED", "RESERVED") for m in t["media"])):
             rep.add(f"task {tid} ({t['state']}) still carries its wait prediction {t['ewt']!r}")
-    for q in sorted(s.queues):
-        mark = await engine.redis.hget(engine.keys.q_ewt(q), "mark")
-        if bool(mark) != bool(s.waiting[q]):
-            rep.add(f"queue {q}: take-rate mark {mark!r} with {len(s.waiting[q])} tasks in its waiting set")
+    for q, cfg in sorted(s.queues.items()):
+        state = await engine.redis.hgetall(engine.keys.q_ewt(q))
+        sets = ({f"mark|{k}": (f"step {k}'s waiting set", s.by_step[(q, k)]) for k in STEPS}
+                if "stepCode" in cfg else {"mark": ("its waiting set", s.waiting[q])})
+        for mark, (where, tasks) in sets.items():
+            if bool(state.get(mark)) != bool(tasks):
+                rep.add(f"queue {q}: take-rate {mark} {state.get(mark)!r} with {len(tasks)} tasks in {where}")
 
 
 async def check(engine: Engine, *, overdue_ms: int | None = None, events: bool = True) -> Report:
