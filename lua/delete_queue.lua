@@ -8,12 +8,14 @@
   Output: 1; NOT_FOUND for an unknown queue; INVALID_TRANSITION naming the
           agents that list it, else the queues that overflow to it, else
           its waiting tasks' count, else its reserved tasks. Its ACTIVE and WRAP_UP tasks stay with their
-          agents and keep their queueId. Its statistics go with it.
+          agents and keep their queueId. Its statistics (and its estimated
+          wait's take rate and accuracy) go with it.
   Events: QUEUE_DELETED {"queueId"}
 ]]
 --- @include "includes/config"
 --- @include "includes/task"
 --- @include "includes/stats"
+--- @include "includes/ewt"
 return run(function()
   local id = A[1]
   queue_must(id)
@@ -59,6 +61,7 @@ return run(function()
   end
   redis.call('DEL', unpack(gone))
   redis.call('DEL', unpack(stats_bucket_keys(id)))
+  redis.call('DEL', unpack(ewt_minute_keys(id)))
   config_remove('queues', id)
   QUEUE_CACHE[id] = nil
   emit('QUEUE_DELETED', '{"queueId":' .. jid(id) .. '}')

@@ -295,3 +295,10 @@ local function ewt_json(q, minutes)
     '","accuracy":{"samples":' .. jint(n) .. ',"p50AbsErrorMs":' .. jint(ewt_percentile(counts, bins, n, 0.5)) ..
     ',"p90AbsErrorMs":' .. jint(ewt_percentile(counts, bins, n, 0.9)) .. '}}'
 end
+
+-- Every minute key queue qid's accuracy may still have (delete_queue).
+local function ewt_minute_keys(qid)
+  local now_min, out = math.floor(now_ms() / 60000), {}
+  for m = now_min - 1440, now_min do out[#out + 1] = key('ewt', qid, istr(m)) end
+  return out
+end

@@ -214,14 +214,17 @@ async def test_a_request_that_ends_unanswered_leaves_no_prediction(engine: Engin
     assert (await engine.queue_ewt("sales")).accuracy.samples == 0
 
 
-async def test_deleting_a_queue_deletes_its_take_rate(engine: Engine):
+async def test_deleting_a_queue_deletes_its_take_rate_and_accuracy(engine: Engine):
     await busy_history(engine, takes=2, waiting=0)
     assert await engine.redis.exists(engine.keys.q_ewt("sales"))
+    assert (await engine.queue_ewt("sales")).accuracy.samples == 1  # h-0, reserved at once
     [t] = await engine.agent_tasks("a1")
     await engine.set_task_state(t.id, "CLOSED", "CANCELLED")
     await engine.put_agent("a1", queues=[])
     await engine.delete_queue("sales")
     assert not await engine.redis.exists(engine.keys.q_ewt("sales"))
+    await setup_center(engine, agents=("a1",))  # the same id again: nothing of the old one
+    assert (await engine.queue_ewt("sales")).accuracy.samples == 0
 
 
 async def test_the_checker_sees_a_prediction_left_on_an_answered_task(engine: Engine):
