@@ -17,7 +17,9 @@
                      statistics ('0': counts no minutes, stats.lua) and
                      statsSince (when its statistics were last switched
                      on or off: the minutes up to it are not checked
-                     against the stream)
+                     against the stream), gen (a number unique to this
+                     queue since it was made: its tally counts only the
+                     tasks counted in it, stats.lua)
   rr:{t}:queues      set of queue ids
   rr:{t}:index:<kind>  sorted set (scores 0) of the ids in the set of
                      that kind (mrds, queues or agents), for lists in id
@@ -98,12 +100,12 @@ end
 
 local QUEUE_CACHE, QUEUE_FIELDS = {}, {'mrdId', 'agentRequestTtlMs', 'agentSlaMs',
   'agentSelectionPolicy', 'serviceLevelThresholdMs', 'stepAt', 'rtla', 'priorityUnitMs', 'maxWaiting',
-  'overflowAfterMs', 'overflowQueueId', 'statistics'}
+  'overflowAfterMs', 'overflowQueueId', 'statistics', 'gen'}
 local function queue_decode(id, h)
   local q = {id = id, mrdId = h[1], agentRequestTtlMs = tonumber(h[2]), agentSlaMs = tonumber(h[3]),
              agentSelectionPolicy = h[4], serviceLevelThresholdMs = tonumber(h[5]), rtla = tonumber(h[7]),
              pu = tonumber(h[8]), maxWaiting = tonumber(h[9]), overflowAfterMs = tonumber(h[10]),
-             overflowQueueId = h[11], statsOff = h[12] == '0'}
+             overflowQueueId = h[11], statsOff = h[12] == '0', gen = h[13]}
   -- A queue with steps: nsteps and each step's start (skills.lua); a queue
   -- without has neither, and routes as in v1.
   if h[6] then

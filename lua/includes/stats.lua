@@ -27,7 +27,8 @@
                      and s<step> its waiting tasks (preferred-only ones
                      included) by priority and by step, r its tasks with a
                      RESERVED media, a its tasks with an ACTIVE media (not
-                     in WRAP_UP)
+                     in WRAP_UP) that were counted in this generation of
+                     the queue (the task's tq is the queue's gen)
 
   What is counted, per event (src/redroute/statistics.py replays the same
   rules from the stream, so the two agree by construction):
@@ -162,12 +163,6 @@ local function stats_overflowed(from, t)
   end
 end
 
--- The tally of queue qid: field changed by delta (1 or -1).
--- (A deleted queue's ACTIVE tasks end without it: its keys are gone.)
-local function stats_tally(qid, field, delta)
-  if qid and queue_get(qid) then redis.call('HINCRBY', key('q', qid, 'tally'), field, delta) end
-end
-
 -- Where a live task of a queue is counted in its tally when not waiting:
 -- 'r' (a RESERVED media), 'a' (an ACTIVE one, task ACTIVE), else nil.
 local function stats_holding(t)
@@ -180,12 +175,21 @@ local function stats_holding(t)
   return held
 end
 
--- A task's holding changed from was (stats_holding before the change).
+-- A task of a queue changed its holding from was (stats_holding before the
+-- change; the caller saves the task after). The task records the queue's
+-- generation it was counted in (tq), so a task that outlived its queue's
+-- deletion (an ACTIVE one keeps its queueId) is never taken off the tally
+-- of a queue made again with the same id.
 local function stats_hold_moved(t, was)
   local now = stats_holding(t)
-  if was == now then return end
-  if was then stats_tally(t.queueId, was, '-1') end
-  if now then stats_tally(t.queueId, now, '1') end
+  local q = t.queueId and queue_get(t.queueId)
+  if was == now or not q then return end
+  local k = key('q', t.queueId, 'tally')
+  if was and t.tq == q.gen then redis.call('HINCRBY', k, was, '-1') end
+  if now then
+    redis.call('HINCRBY', k, now, '1')
+    t.tq = q.gen
+  end
 end
 
 -- A task entered (delta 1) or left (-1) its queue's waiting sets.

@@ -379,3 +379,15 @@ async def test_the_checker_reports_an_hour_bucket_that_is_not_the_sum_of_its_min
     assert report.violations == [
         f"statistics of queue sales, hour {hour}: {{'e': 2}} is not the sum of its minutes {{'e': 1}}"]
     await engine.redis.hincrby(key, "e", -1)
+
+
+async def test_a_queue_made_again_does_not_count_the_old_one_s_active_tasks(engine: Engine):
+    await center(engine, ready=True)
+    t = await engine.push_task("c1", "sales")
+    await engine.accept(t.id, t.media.id)
+    await engine.put_agent("a1", queues=[])
+    await engine.delete_queue("sales")  # its ACTIVE task stays with a1
+    await engine.put_queue("sales", mrd_id="chat")
+    assert (await engine.queue_statistics("sales"))["realtime"]["active"] == 0
+    await engine.close_media(t.id, t.media.id)
+    assert (await engine.queue_statistics("sales"))["realtime"]["active"] == 0

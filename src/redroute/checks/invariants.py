@@ -405,7 +405,8 @@ async def _stream_trimmed(engine: Engine) -> bool:
 async def check_tallies(engine: Engine, s: Snapshot, rep: Report) -> None:
     """13. Each queue's tally counts what it holds: its waiting tasks by
     priority and step, its tasks with a RESERVED media, and its ACTIVE
-    tasks with an ACTIVE media."""
+    tasks with an ACTIVE media (those counted in this queue, not in one of
+    the same id since deleted)."""
     want: dict[str, dict[str, int]] = {q: {} for q in s.queues}
     for t in s.tasks.values():
         q = t.get("queueId")
@@ -414,6 +415,8 @@ async def check_tallies(engine: Engine, s: Snapshot, rep: Report) -> None:
         states = {m["state"] for m in t["media"]}
         if "QUEUED" in states:
             fields = [f"p{t['priority']}"] + ([f"s{t['step']}"] if t.get("step") else [])
+        elif t.get("tq") != s.queues[q].get("gen"):
+            fields = []  # counted in a queue of this id since deleted
         else:
             fields = ["r"] if "RESERVED" in states else ["a"] if "ACTIVE" in states else []
         for f in fields:
