@@ -98,7 +98,7 @@ return run(function()
   -- stream's may differ (the check compares the minutes after it).
   local stats_on = A[16] ~= '0'
   if old and old.statsOff == stats_on then redis.call('HSET', qk, 'statsSince', now_ms_str()) end
-  if not old then redis.call('HSET', qk, 'gen', istr(next_seq())) end
+  if not old then redis.call('HSET', qk, 'gen', istr(stats_next_gen())) end
   if stats_on then redis.call('HDEL', qk, 'statistics') else redis.call('HSET', qk, 'statistics', '0') end
   config_add('queues', id)
   QUEUE_CACHE[id] = nil

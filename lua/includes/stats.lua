@@ -20,6 +20,8 @@
                      too: made by the first window read that spans the
                      whole hour (its minutes no longer change), read in
                      their place after; expires as a minute bucket does
+  rr:{t}:qgen        string, the counter of queue generations: a queue
+                     made takes the next as its gen (config.lua)
   rr:{t}:q:<queue>:totals  hash of the queue's counts since it was made
                      (each field of a bucket counted one at a time: e, a,
                      aw, x, c, bw, r, oi, oo, hn), for /metrics' counters
@@ -173,6 +175,11 @@ local function stats_holding(t)
     if m.state == 'ACTIVE' then held = 'a' end
   end
   return held
+end
+
+-- A new queue's generation (put_queue): never the same twice in a tenant.
+local function stats_next_gen()
+  return redis.call('INCR', key('qgen'))
 end
 
 -- A task of a queue changed its holding from was (stats_holding before the

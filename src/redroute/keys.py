@@ -164,6 +164,11 @@ class TenantKeys:
         """The sums of a queue's minute buckets of one past hour (minute // 60)."""
         return f"{self.prefix}st:{queue_id}:h{hour}"
 
+    @property
+    def qgen(self) -> str:
+        """The counter of queue generations (a queue's gen)."""
+        return self.prefix + "qgen"
+
     def q_totals(self, queue_id: str) -> str:
         """A queue's counts since it was made (the counters of /metrics)."""
         return f"{self.prefix}q:{queue_id}:totals"
