@@ -34,7 +34,7 @@ def test_simulate_prints_a_table_per_queue_with_intervals(scenario_file, capsys)
     assert main(["simulate", scenario_file(), "--workers", "1"]) == 0
 
     out = capsys.readouterr().out
-    assert "small: 3 replications of 0.5 h" in out and "95% intervals" in out
+    assert "small: 3 replications of 30 min (warm-up 5 min)" in out and "95% intervals" in out
     assert "queue sales (5 agents, SL within 20 s)" in out and "queue vip (2 agents" in out
     for label in ("offered", "answered", "abandoned", "SL", "ASA", "P(wait)", "occupancy"):
         assert f"\n  {label} " in out

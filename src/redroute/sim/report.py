@@ -58,6 +58,11 @@ def erlang_for(scenario: Scenario, queue_id: str) -> tuple[ErlangResult | None, 
     return c, a
 
 
+def _span(ms: int) -> str:
+    """A scenario's length: hours from one hour up, else minutes."""
+    return f"{ms / HOUR_MS:.4g} h" if ms >= HOUR_MS else f"{ms / 60_000:.4g} min"
+
+
 def _secs(ms: float) -> str:
     return "inf" if math.isinf(ms) else f"{ms / 1000:.1f} s"
 
@@ -96,7 +101,7 @@ def _erlang_cell(r: ErlangResult | None, metric: str, fmt: Any) -> str:
 def table(run: SimulationRun, confidence: float = 0.95) -> str:
     sc = run.scenario
     out = [f"{sc.name}: {sc.replications} replication{'s' if sc.replications != 1 else ''} of "
-           f"{sc.durationMs / HOUR_MS:g} h (warm-up {sc.warmupMs / 60000:g} min), seed {sc.seed}, "
+           f"{_span(sc.durationMs)} (warm-up {_span(sc.warmupMs)}), seed {sc.seed}, "
            f"{run.backend} backend; means with {confidence:.0%} intervals over the replications"]
     intervals = run.intervals(confidence)
     for q in sc.queues:
