@@ -61,7 +61,7 @@ async def _one(redis: Any, sc: Any) -> dict[str, Any]:
 
 
 async def run(url: str, quick: bool) -> dict[str, Any]:
-    real = aioredis.from_url(url, decode_responses=True)
+    real = aioredis.from_url(url, decode_responses=True, socket_timeout=60)  # a loaded machine stalls
     embedded = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer(), decode_responses=True)
     try:
         day = await _one(real, _day(HOUR_MS if quick else None))

@@ -103,7 +103,9 @@ async def _together(scenario: Scenario, reps: list[int], redis: Any, concurrency
 
 async def _run_many(scenario: Scenario, reps: list[int], url: str | None, concurrency: int,
                     traffic: Traffic | None) -> list[ReplicationResult]:
-    redis = connect(url)
+    # A replication is a long series of calls: a busy machine stalling one
+    # for a few seconds is no reason to fail the run.
+    redis = connect(url, socket_timeout=60)
     try:
         return await _together(scenario, reps, redis, concurrency, traffic)
     finally:
