@@ -9,6 +9,7 @@ import time
 import pytest
 
 from redroute import Engine
+from redroute.checks.invariants import check
 from redroute.errors import InvalidTransition
 from redroute.scripts import lua_folder
 from tests.support.center import setup_center
@@ -91,3 +92,28 @@ def test_only_the_clock_fragment_and_set_clock_name_the_virtual_clock():
     naming = sorted(str(p.relative_to(lua_folder())) for p in lua_folder().rglob("*.lua")
                     if "'virtual'" in p.read_text())
     assert naming == ["includes/base.lua", "set_clock.lua"]
+
+
+async def test_invariants_see_a_clock_that_ran_back(engine: Engine):
+    await engine.set_clock(DAY_2000 + 60_000)
+    await setup_center(engine)
+    t = await engine.push_task("c-1", "sales")
+    assert (await check(engine)).ok
+    await engine.redis.set(engine.keys.clock_virtual, DAY_2000)  # by hand: set_clock refuses it
+
+    report = await check(engine)
+
+    assert any(f"task {t.id}: createdAt" in v and "ran back" in v for v in report.violations)
+    await engine.set_clock(DAY_2000 + 60_000)  # (the suite checks the invariants after each test)
+
+
+async def test_invariants_see_a_redis_clock_that_ran_back(engine: Engine):
+    await engine.advance_clock(3_600_000)
+    await setup_center(engine)
+    t = await engine.push_task("c-1", "sales")
+    await engine.advance_clock(-3_600_000)
+
+    report = await check(engine)
+
+    assert any(f"task {t.id}: updatedAt" in v for v in report.violations)
+    await engine.advance_clock(3_600_000)

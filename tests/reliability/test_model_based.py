@@ -9,6 +9,9 @@ operation one refuses the other refuses with the same error. (A transfer
 from an agent that holds the conversation on two MRDs is skipped: the API
 names no MRD, and the engine takes either task.)
 
+Each example runs the tenant on the Redis clock (moved by the tests' offset)
+or on a virtual clock (set_clock, as a simulation's tenant), drawn at setup.
+
 CI runs a bounded number of examples; REDROUTE_LONG=1 runs many more and
 longer ones (see README, Reliability). A counterexample hypothesis finds is
 shrunk and replayed first on the next run; the ones found so far are the
@@ -43,7 +46,7 @@ from redroute import Engine
 from redroute.checks.invariants import check
 from redroute.errors import InvalidTransition, NotFound, QueueFull, ValidationError
 from redroute.model import Agent, Task
-from tests.support.center import pass_time, setup_center
+from tests.support.center import setup_center
 from tests.support.reference_model import (
     UNIT_MS,
     AgentConf,
@@ -222,6 +225,14 @@ class EngineMatchesModel(RuleBasedStateMachine):
     def run(self, coro: Awaitable[Any]) -> Any:
         return self.loop.run_until_complete(coro)
 
+    def tick(self, ms: int) -> None:
+        """ms pass on the tenant's clock: its virtual clock moved, or the
+        Redis clock's offset."""
+        if self.virtual_now is None:
+            self.run(self.engine.advance_clock(ms))
+        else:
+            self.virtual_now = self.run(self.engine.set_clock(self.virtual_now + ms))
+
     def teardown(self) -> None:
         try:
             if self.model is not None:
@@ -232,11 +243,14 @@ class EngineMatchesModel(RuleBasedStateMachine):
             self.loop.close()
 
     @initialize(cfg=configs(), states=st.lists(st.sampled_from(["READY", "READY", "LOGIN", "LOGOUT"]),
-                                               min_size=len(AGENTS), max_size=len(AGENTS)))
-    def setup(self, cfg: Config, states: list[str]) -> None:
+                                               min_size=len(AGENTS), max_size=len(AGENTS)),
+                virtual=st.booleans())
+    def setup(self, cfg: Config, states: list[str], virtual: bool) -> None:
         async def go() -> None:
             if self.redis_url:
                 await self.redis.flushall()
+            if virtual:  # the tenant runs on a virtual clock (as a simulation's does)
+                self.virtual_now = await self.engine.set_clock(await self.engine.clock())
             for m, c in cfg.mrds.items():
                 await self.engine.put_mrd(m, max_requests=c.max_requests, auto_join=c.auto_join,
                                           wrap_up_enabled=c.wrap_up, wrap_up_timeout_ms=c.wrap_up_ms)
@@ -251,8 +265,10 @@ class EngineMatchesModel(RuleBasedStateMachine):
                 await self.engine.put_agent(a, queues=list(c.queues), max_requests=c.max_requests,
                                             attributes=c.attributes)
 
+        self.virtual_now: int | None = None
         self.run(go())
         self.model = Model(cfg)
+        self.stats["virtual clock" if virtual else "Redis clock"] += 1
         self.original = cfg  # what a deleted MRD or queue is made again with
         self.started = time.monotonic()
         self.stats["examples"] += 1
@@ -266,7 +282,7 @@ class EngineMatchesModel(RuleBasedStateMachine):
         """Runs one operation on both, after 1 ms passed on both clocks.
         Returns (engine result, model result), or None when refused (by
         both, with the same error) or skipped."""
-        self.run(self.engine.advance_clock(1))
+        self.tick(1)
         self.model.now += 1
         try:
             expected, model_err = model_call(), None
@@ -577,9 +593,10 @@ class EngineMatchesModel(RuleBasedStateMachine):
 
     @rule(n=st.integers(1, 4))
     def time_passes(self, n: int) -> None:
-        self.run(self.engine.advance_clock(1))
+        self.tick(1)
         self.model.now += 1
-        fired = self.run(pass_time(self.engine, n * UNIT_MS))
+        self.tick(n * UNIT_MS)
+        fired = self.run(self.engine.fire_due()).fired
         assert fired == self.model.pass_time(n * UNIT_MS), "deadlines fired"
         self.stats["steps"] += 1
         self.stats["time_passes"] += 1

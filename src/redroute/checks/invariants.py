@@ -71,6 +71,9 @@ reports there is worth a second look before acting on it).
     stream replayed with the counting rules gives the same buckets, over
     the minutes the stream covers (all of them, unless retention trimmed
     it) of the last 1440, after the queue's counting was last switched.
+14. Clock: the tenant's clock never runs back: no task records a time
+    (createdAt, updatedAt) later than the tenant's clock now, whether it
+    is the Redis clock plus the tests' offset or a virtual clock (set_clock).
 """
 
 from __future__ import annotations
@@ -173,7 +176,7 @@ class Snapshot:
     scores: dict[str, dict[str, float]]  # queue -> task id -> its score in the waiting set
     avail: dict[tuple[str, int], set[str]]  # (queue, step or 0) -> agents in that index
     tasks: dict[str, dict[str, Any]]  # every stored task document by id
-    now: int  # the Redis clock, ms (0 unless overdue deadlines are checked)
+    now: int  # the tenant's clock, ms, read after the rest
 
     def members(self, q: str) -> list[str]:
         return sorted(a for a, h in self.agents.items() if q in json.loads(h.get("queues") or "[]"))
@@ -198,7 +201,7 @@ async def _members(redis: Any, key: str) -> set[str]:
     return {waiting_task_id(m) for m in await redis.zrange(key, 0, -1)}
 
 
-async def read(engine: Engine, *, clock: bool = False) -> Snapshot:
+async def read(engine: Engine) -> Snapshot:
     r, k = engine.redis, engine.keys
     queues = {q: await r.hgetall(k.queue(q)) for q in await r.smembers(k.queues)}
     agent_ids = await r.smembers(k.agents)
@@ -227,7 +230,7 @@ async def read(engine: Engine, *, clock: bool = False) -> Snapshot:
                 for q in queues},
         avail=avail,
         tasks=tasks,
-        now=(await engine.fire_due(0)).now if clock else 0,
+        now=await engine.clock(),
     )
 
 
@@ -648,7 +651,7 @@ async def check_ewt(engine: Engine, s: Snapshot, rep: Report) -> None:
 
 async def check(engine: Engine, *, overdue_ms: int | None = None, events: bool = True) -> Report:
     """Every invariant, in order, on the tenant's state as it is now."""
-    s = await read(engine, clock=overdue_ms is not None)
+    s = await read(engine)
     closed = sum(1 for t in s.tasks.values() if t["state"] == "CLOSED")
     rep = Report(tasks_live=len(s.tasks) - closed, tasks_closed=closed, agents=len(s.agents))
     check_capacity(s, rep)
@@ -667,7 +670,19 @@ async def check(engine: Engine, *, overdue_ms: int | None = None, events: bool =
     check_blocks(s, rep)
     await check_ewt(engine, s, rep)
     await check_tallies(engine, s, rep)
+    check_clock(s, rep)
     return rep
+
+
+def check_clock(s: Snapshot, rep: Report) -> None:
+    """14. The tenant's clock never runs back: no task records a time later
+    than it (a virtual clock set back by hand, or a Redis clock that jumped)."""
+    for tid in sorted(s.tasks):
+        t = s.tasks[tid]
+        for f in ("createdAt", "updatedAt"):
+            at = int(t.get(f) or 0)  # (stored as decimal strings)
+            if at > s.now:
+                rep.add(f"task {tid}: {f} {at} is later than the tenant's clock {s.now}: the clock ran back")
 
 
 async def check_webhooks(engine: Engine, rep: Report) -> None:
