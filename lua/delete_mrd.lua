@@ -17,13 +17,8 @@
 return run(function()
   local id = A[1]
   mrd_must(id)
-  local users = {}
-  for _, qid in ipairs(redis.call('SMEMBERS', key('queues'))) do
-    local q = queue_get(qid)
-    if q and q.mrdId == id then users[#users + 1] = qid end
-  end
+  local users = queues_where(function(q) return q.mrdId == id end)
   if #users > 0 then
-    table.sort(users)
     fail('INVALID_TRANSITION', 'mrd ' .. id .. ' is used by queues ' .. id_list(users))
   end
   local m = mrd_get(id)

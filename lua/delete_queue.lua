@@ -24,13 +24,8 @@ return run(function()
     table.sort(members)
     fail('INVALID_TRANSITION', 'queue ' .. id .. ' is listed by agents ' .. id_list(members))
   end
-  local feeders = {}
-  for _, qid in ipairs(redis.call('SMEMBERS', key('queues'))) do
-    local q = queue_get(qid)
-    if q and q.overflowQueueId == id then feeders[#feeders + 1] = qid end
-  end
+  local feeders = queues_where(function(q) return q.overflowQueueId == id end)
   if #feeders > 0 then
-    table.sort(feeders)
     fail('INVALID_TRANSITION', 'queue ' .. id .. ' is the overflow queue of queues ' .. id_list(feeders))
   end
   -- (:age holds every waiting task, those waiting for a preferred agent too)

@@ -123,6 +123,17 @@ local function queue_must(id)
   return found('queue', id, queue_get(id))
 end
 
+-- The ids of the queues for which pred(queue) holds, sorted.
+local function queues_where(pred)
+  local out = {}
+  for _, qid in ipairs(redis.call('SMEMBERS', key('queues'))) do
+    local q = queue_get(qid)
+    if q and pred(q) then out[#out + 1] = qid end
+  end
+  table.sort(out)
+  return out
+end
+
 -- The v2 fields appear only on a queue that sets them.
 local function queue_json(q, extra)
   local v2 = ''
