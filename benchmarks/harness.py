@@ -263,6 +263,22 @@ class RawScripts:
         pipe.evalsha(s.sha, 1, self.engine.prefix, self.engine.events_maxlen,
                      self.engine.retention_ms, *args)
 
+    async def release_agents(self, agents: list[str]) -> tuple[Any, list[str]]:
+        """A reset between rounds, not measured: each agent NOT_READY
+        (pending while it holds a task), and the tasks they hold closed on
+        the pipeline returned (which the caller may add to, then execute);
+        also the ids of those tasks."""
+        redis = self.engine.redis
+        pipe = redis.pipeline(transaction=False)
+        for a in agents:
+            self.add(pipe, "set_agent_state", a, "NOT_READY", "", "")
+            pipe.smembers(self.engine.keys.agent_tasks(a))
+        held = [tid for x in (await pipe.execute())[1::2] for tid in x]
+        pipe = redis.pipeline(transaction=False)
+        for tid in held:
+            self.add(pipe, "set_task_state", tid, "CLOSED", "FORCE_CLOSED")
+        return pipe, held
+
     def push(self, pipe: Any, cid: str, queue: str, ttl_ms: int | str = "", priority: int = 1) -> None:
         self.add(pipe, "push_task", queue, cid, priority, ttl_ms, "{}", "{}", "INBOUND")
 

@@ -119,14 +119,7 @@ async def waiting_sweep(redis: aioredis.Redis, levels: list[int], rounds: int,
             # holds its task), its task is closed (the agent is NOT_READY then,
             # so it takes nothing), and as many new tasks join the queue's tail:
             # the next round takes the next tasks, of fresh conversations.
-            pipe = redis.pipeline(transaction=False)
-            for a in agents:
-                raw.add(pipe, "set_agent_state", a, "NOT_READY", "", "")
-                pipe.smembers(engine.keys.agent_tasks(a))
-            held = [tid for x in (await pipe.execute())[1::2] for tid in x]
-            pipe = redis.pipeline(transaction=False)
-            for tid in held:
-                raw.add(pipe, "set_task_state", tid, "CLOSED", "FORCE_CLOSED")
+            pipe, held = await raw.release_agents(agents)
             for i in range(len(held)):
                 add_task(raw, pipe, f"w-{w}-{r}-{i}", i)
             await pipe.execute()

@@ -87,14 +87,7 @@ async def decision_costs(redis: aioredis.Redis, tenant: str, agents: int, tasks:
 
         ready_rounds.append(await timed(redis, ready))
         # Reset, not measured: NOT_READY, and the task each took closed.
-        pipe = redis.pipeline(transaction=False)
-        for a in batch:
-            raw.add(pipe, "set_agent_state", a, "NOT_READY", "", "")
-            pipe.smembers(engine.keys.agent_tasks(a))
-        held = [tid for x in (await pipe.execute())[1::2] for tid in x]
-        pipe = redis.pipeline(transaction=False)
-        for tid in held:
-            raw.add(pipe, "set_task_state", tid, "CLOSED", "FORCE_CLOSED")
+        pipe, _ = await raw.release_agents(batch)
         await pipe.execute()
 
     # Agents side: queue a, agents spread over the 10 step indexes, READY.
