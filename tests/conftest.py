@@ -13,6 +13,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from redroute import Engine
+from redroute.backend import connect
 from redroute.checks.invariants import check
 
 from .support.redis_server import RedisProcess, start_redis
@@ -35,7 +36,9 @@ def backend(request: pytest.FixtureRequest) -> str:
 async def redis(backend: str, request: pytest.FixtureRequest) -> AsyncIterator[aioredis.Redis]:
     if backend == "redis":
         server: RedisProcess = request.getfixturevalue("redis_server")
-        client = aioredis.from_url(server.url, decode_responses=True)
+        # backend.connect: the client redroute's processes use (its script
+        # calls pipelined automatically).
+        client = connect(server.url)
         await client.flushall()
     else:
         client = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer(), decode_responses=True)

@@ -343,6 +343,63 @@ def hiredis_packing(cls: type) -> type:
     return _HIREDIS_CLASSES[cls]
 
 
+class AutoPipelineRedis(aioredis.Redis):
+    """redis.asyncio.Redis whose script calls (EVALSHA, EVAL, FCALL and their
+    _RO forms) are pipelined automatically, as ioredis and node-redis do: the
+    calls made in one event-loop tick go out together, as one redis-py
+    pipeline (transaction=False) on one connection, and each caller gets its
+    own reply or error reply. Everything else takes redis-py's usual path.
+    Per call that saves redis-py's per-command connection acquire and
+    release, retry wrapper and timed write, and one write and one read
+    system call on each side."""
+
+    PIPELINED = frozenset({"EVALSHA", "EVAL", "FCALL", "EVALSHA_RO", "EVAL_RO", "FCALL_RO"})
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
+        self._runs: set[asyncio.Task[None]] = set()
+
+    async def execute_command(self, *args: Any, **options: Any) -> Any:
+        if options or args[0] not in self.PIPELINED or self.single_connection_client:
+            return await super().execute_command(*args, **options)
+        loop = asyncio.get_running_loop()
+        if not self._batch:
+            loop.call_soon(self._flush)
+        future = loop.create_future()
+        self._batch.append((args, future))
+        return await future
+
+    def _flush(self) -> None:
+        batch, self._batch = self._batch, []
+        task = asyncio.get_running_loop().create_task(self._run(batch))
+        self._runs.add(task)  # held until done: the loop keeps weak references
+        task.add_done_callback(self._runs.discard)
+
+    async def _run(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]]) -> None:
+        pipe = self.pipeline(transaction=False)
+        for args, _ in batch:
+            pipe.execute_command(*args)
+        try:
+            replies = await pipe.execute(raise_on_error=False)
+        except asyncio.CancelledError:
+            for _, future in batch:
+                future.cancel()
+            raise
+        except Exception as e:  # the connection failed: every call of the batch did
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(e)
+            return
+        for (_, future), reply in zip(batch, replies, strict=True):
+            if future.done():  # its caller was cancelled
+                continue
+            if isinstance(reply, Exception):
+                future.set_exception(reply)
+            else:
+                future.set_result(reply)
+
+
 def connect(url: str | None = None, **kwargs: Any) -> Any:
     """An asyncio client for url, or for REDIS_URL, or for the embedded
     backend: redis.asyncio.Redis, a ClusterClient for a cluster URL, or
@@ -361,7 +418,7 @@ def connect(url: str | None = None, **kwargs: Any) -> Any:
             url, decode_responses=True, max_connections=kwargs.pop("max_connections", 1024),
             timeout=kwargs.pop("pool_timeout", 5), **kwargs)
         pool.connection_class = hiredis_packing(pool.connection_class)
-        return aioredis.Redis.from_pool(pool)
+        return AutoPipelineRedis.from_pool(pool)
     import fakeredis
 
     return fakeredis.FakeAsyncRedis(server=embedded_server(), decode_responses=True)

@@ -78,3 +78,78 @@ async def test_commands_are_packed_by_hiredis_into_the_bytes_redis_py_sends(
         assert await p.execute() == [True, "é"]
     finally:
         await client.aclose()
+
+
+async def test_script_calls_of_one_tick_share_one_pipeline_and_each_gets_its_own_reply(
+        redis_server: RedisProcess) -> None:
+    from redis.exceptions import NoScriptError, ResponseError
+
+    client = connect(redis_server.url)
+    try:
+        echo = "return ARGV[1]"
+        sha = await client.script_load(echo)
+        await client.ping()  # the pool's one connection, made before the burst
+        calls = [client.evalsha(sha, 0, i) for i in range(50)]
+        calls.insert(10, client.eval("return redis.error_reply('NOT_FOUND no such task')", 0))
+        calls.insert(20, client.evalsha("0" * 40, 0))
+        calls.insert(30, client.eval("return {1, 'two', {3}}", 1, "rr-test-k"))
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        pool = client.connection_pool
+        made = len(pool._available_connections) + len(pool._in_use_connections)
+    finally:
+        await client.aclose()
+    assert type(results[10]) is ResponseError and str(results[10]) == "NOT_FOUND no such task"
+    assert isinstance(results[20], NoScriptError)
+    assert results[30] == [1, "two", [3]]
+    del results[30], results[20], results[10]
+    assert results == [str(i) for i in range(50)]
+    assert made == 1  # one pipeline, not 53 connections
+
+
+async def test_a_script_call_timing_out_fails_its_whole_batch_and_the_client_recovers(
+        redis_server: RedisProcess) -> None:
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    busy = ("local t = redis.call('TIME') local s = t[1] * 1e6 + t[2] "
+            "repeat t = redis.call('TIME') until t[1] * 1e6 + t[2] - s > 300000 return 1")
+    client = connect(redis_server.url, socket_timeout=0.1, retry=Retry(NoBackoff(), 0))
+    try:
+        results = await asyncio.gather(client.eval(busy, 0), client.eval("return 2", 0),
+                                       return_exceptions=True)
+        assert [type(r) for r in results] == [RedisTimeoutError, RedisTimeoutError]
+        await asyncio.sleep(0.4)
+        assert await asyncio.gather(*[client.eval("return ARGV[1]", 0, i) for i in range(3)]) == [
+            "0", "1", "2"]
+    finally:
+        await client.aclose()
+
+
+async def test_a_cancelled_script_call_leaves_the_others_of_its_batch_their_replies(
+        redis_server: RedisProcess) -> None:
+    client = connect(redis_server.url)
+    try:
+        calls = [asyncio.ensure_future(client.eval("return ARGV[1]", 0, i)) for i in range(5)]
+        await asyncio.sleep(0)  # the batch is on its way
+        calls[2].cancel()
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        assert isinstance(results[2], asyncio.CancelledError)
+        assert [results[i] for i in (0, 1, 3, 4)] == ["0", "1", "3", "4"]
+        assert await client.eval("return 'next'", 0) == "next"
+    finally:
+        await client.aclose()
+
+
+async def test_the_script_runner_reloads_a_flushed_script_through_the_pipelined_client(
+        redis_server: RedisProcess) -> None:
+    from redroute.scripts import ScriptRunner, compose
+
+    client = connect(redis_server.url)
+    runner = ScriptRunner({"echo": compose("return ARGV[1]", name="echo")})
+    try:
+        await client.script_flush()
+        assert await asyncio.gather(*[runner.call(client, "echo", ["k"], [i]) for i in range(4)]) == [
+            "0", "1", "2", "3"]
+    finally:
+        await client.aclose()
