@@ -49,13 +49,34 @@ local EWT_TTL_MS = '86460000'  -- 1441 minutes
 -- mark, acc, gap, n for a queue without steps; mark|k … for step k.
 local EWT_STATES = {}
 
-local function ewt_state(qid)
+-- ewt_state(qid, f1, f2) reads only fields f1 (and f2), for a step that
+-- reads no other (a reservation: ring; an accept: rn, ring): a hash of a
+-- dozen fields or more costs its conversion to Lua. s.got names the fields
+-- read then; a later ewt_state(qid) reads the rest, keeping what this call set.
+local function ewt_state(qid, f1, f2)
   local s = EWT_STATES[qid]
-  if s then return s end
-  local h = redis.call('HGETALL', key('q', qid, 'ewt'))
-  s = {v = {}}
-  for i = 1, #h, 2 do s.v[h[i]] = tonumber(h[i + 1]) end
-  EWT_STATES[qid] = s
+  if s and (not s.got or (f1 and s.got[f1] and (not f2 or s.got[f2]))) then return s end
+  local k, v, got = key('q', qid, 'ewt'), {}, nil
+  if f1 and not s then
+    if f2 then
+      local h = redis.call('HMGET', k, f1, f2)
+      v[f1], v[f2] = tonumber(h[1]), tonumber(h[2])
+      got = {[f1] = true, [f2] = true}
+    else
+      v[f1] = tonumber(redis.call('HGET', k, f1))
+      got = {[f1] = true}
+    end
+  else
+    local h = redis.call('HGETALL', k)
+    for i = 1, #h, 2 do v[h[i]] = tonumber(h[i + 1]) end
+  end
+  if s then
+    for f in pairs(s.changed or {}) do v[f] = s.v[f] end
+    s.v, s.got = v, nil
+  else
+    s = {v = v, got = got}
+    EWT_STATES[qid] = s
+  end
   return s
 end
 
@@ -117,7 +138,7 @@ end
 -- without steps (0: it is being offered now), or nil with too little
 -- history.
 local function ewt_remaining(q, p)
-  local s = ewt_state(q.id)
+  local s = p == 0 and ewt_state(q.id, 'ring') or ewt_state(q.id)
   local ring = ewt_get(s, 'ring')
   if p == 0 then return ewt_round(ring) end
   local gap = ewt_gap(s, nil)
@@ -238,7 +259,7 @@ local function ewt_answered(t)
   if t.mode == 'QUEUE' and t.queueId then
     local now = now_ms()
     if t.rsv then
-      local s = ewt_state(t.queueId)
+      local s = ewt_state(t.queueId, 'rn', 'ring')
       local n = ewt_get(s, 'rn') + 1
       ewt_set(s, 'rn', n)
       ewt_set(s, 'ring', ewt_average(ewt_get(s, 'ring'), n, now - tonumber(t.rsv)))
