@@ -65,27 +65,41 @@ local function stats_bin(ms)
   return 16 + (e - 10) * 8 + math.floor(ms / (p / 16)) - 8
 end
 
--- This call's minute buckets: key -> {k, th, wm}, read once per call.
+-- This call's minute buckets: key -> {k, totals, th, wm}, th and wm read
+-- once per call, when a count needs them.
 local STATS_BUCKETS = {}
 
 -- The bucket of queue qid for the current minute; nil when the queue
 -- counts no statistics. (The tasks of a deleted queue that end after it
 -- count with threshold 0: the stream shows no deletion of their queue
 -- before a new one of the same id, so the replay counts them too.)
-local function stats_bucket(qid)
+-- read: the caller reads b.th and b.wm. Else the bucket is only made sure
+-- of, with HSETNX: an integer reply, where HMGET's is an array to convert.
+local function stats_bucket(qid, read)
   local q = queue_get(qid)
   if q and q.statsOff then return nil end
   local k = key('st', qid, istr(math.floor(now_ms() / 60000)))
   local b = STATS_BUCKETS[k]
   if not b then
+    b = {k = k, totals = q and key('q', qid, 'totals')}
+    STATS_BUCKETS[k] = b
+    if not read then
+      local th = q and q.serviceLevelThresholdMs or 0
+      if redis.call('HSETNX', k, 'th', istr(th)) == 1 then
+        redis.call('PEXPIRE', k, STATS_TTL_MS)
+        b.th, b.wm = th, -1
+      end
+      return b
+    end
+  end
+  if read and not b.th then
     local h = redis.call('HMGET', k, 'th', 'wm')
-    b = {k = k, th = tonumber(h[1]), wm = tonumber(h[2]) or -1, totals = q and key('q', qid, 'totals')}
+    b.th, b.wm = tonumber(h[1]), tonumber(h[2]) or -1
     if not b.th then
       b.th = q and q.serviceLevelThresholdMs or 0
       redis.call('HSET', k, 'th', istr(b.th))
       redis.call('PEXPIRE', k, STATS_TTL_MS)
     end
-    STATS_BUCKETS[k] = b
   end
   return b
 end
@@ -104,14 +118,14 @@ end
 
 -- A request of the queue left it unanswered (field x or c) after its wait.
 local function stats_abandoned(t, field)
-  local b = stats_bucket(t.queueId)
+  local b = stats_bucket(t.queueId, true)
   if not b then return end
   stats_add(b, field)
   if now_ms() - t.enqueueTime <= b.th then stats_add(b, 'bw') end
 end
 
 local function stats_answered(t)
-  local b = stats_bucket(t.queueId)
+  local b = stats_bucket(t.queueId, true)
   if not b then return end
   local w = math.max(0, now_ms() - t.enqueueTime)
   stats_add(b, 'a')
