@@ -1,6 +1,6 @@
 """Instructions the Python process executes per lifecycle through the Engine
-(push -> reserve, accept, close; 16 callers), under callgrind: a run of
-`--many` lifecycles minus a run of `--few`, so start-up and set-up cancel.
+(push -> reserve, accept, close; 16 callers, or --callers), under callgrind: a
+run of `--many` lifecycles minus a run of `--few`, so start-up and set-up cancel.
 With `--without-fast-paths` the same run with what issue 19 added to the
 Python client switched off in the process (redis-py's asyncio packer instead
 of hiredis', json instead of orjson): the pair says what those bought.
@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: the
 from harness import cpu_split, describe_split, start_redis  # noqa: E402
 
 
-async def lifecycles(url: str, n: int, tenant: str, slow: bool) -> None:
+async def lifecycles(url: str, n: int, tenant: str, slow: bool, callers: int) -> None:
     import redis.asyncio as aioredis
 
     from redroute import Engine, jsoncodec
@@ -34,13 +34,13 @@ async def lifecycles(url: str, n: int, tenant: str, slow: bool) -> None:
 
     if slow:
         jsoncodec.loads = lambda raw, floats_in=None, **kw: json.loads(raw, **kw)
-    redis = connect(url, socket_timeout=120)  # valgrind's 50x on a shared core
+    redis = connect(url, socket_timeout=120, socket_connect_timeout=120)  # valgrind: 50x slower
     if slow:
         redis.connection_pool.connection_class = aioredis.Connection
     engine = Engine(redis, tenant)
     await engine.put_mrd("chat", max_requests=4)
     await engine.put_queue("sales", mrd_id="chat", agent_sla_ms=DAY_MS, agent_request_ttl_ms=DAY_MS)
-    for i in range(24):
+    for i in range(callers + 8):
         await engine.put_agent(f"a{i}", queues=["sales"])
         await engine.set_agent_state(f"a{i}", "READY")
     items = list(range(n))
@@ -52,7 +52,7 @@ async def lifecycles(url: str, n: int, tenant: str, slow: bool) -> None:
             await engine.accept(t.id, t.media.id, t.assigned_to)
             await engine.close_media(t.id, t.media.id)
 
-    await asyncio.gather(*[caller() for _ in range(16)])
+    await asyncio.gather(*[caller() for _ in range(callers)])
     await redis.aclose()
 
 
@@ -60,12 +60,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--few", type=int, default=100)
     ap.add_argument("--many", type=int, default=1100)
+    ap.add_argument("--callers", type=int, default=16,
+                    help="concurrent callers (the peers section runs 100)")
     ap.add_argument("--without-fast-paths", action="store_true")
-    ap.add_argument("--run", nargs=4, metavar=("URL", "N", "TENANT", "SLOW"), help=argparse.SUPPRESS)
+    ap.add_argument("--run", nargs=5, metavar=("URL", "N", "TENANT", "SLOW", "CALLERS"),
+                    help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.run:  # one counted process
-        url, n, tenant, slow = args.run
-        asyncio.run(lifecycles(url, int(n), tenant, slow == "1"))
+        url, n, tenant, slow, callers = args.run
+        asyncio.run(lifecycles(url, int(n), tenant, slow == "1", int(callers)))
         return
     if not shutil.which("valgrind"):
         sys.exit("valgrind (callgrind) is not installed")
@@ -83,7 +86,7 @@ def main() -> None:
                 f = out / f"cg-{slow}-{n}.out"
                 procs[(slow, n)] = (f, subprocess.Popen(
                     ["valgrind", "--tool=callgrind", f"--callgrind-out-file={f}", sys.executable,
-                     __file__, "--run", server.url, str(n), f"cg{slow}n{n}", slow],
+                     __file__, "--run", server.url, str(n), f"cg{slow}n{n}", slow, str(args.callers)],
                     stdout=subprocess.DEVNULL, stderr=(out / f"cg-{slow}-{n}.log").open("w")))
         totals = {}
         for key, (f, p) in procs.items():

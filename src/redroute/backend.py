@@ -38,6 +38,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.utils import HIREDIS_AVAILABLE
 
+if HIREDIS_AVAILABLE:
+    import hiredis
+
 _EMBEDDED_SERVER: Any = None
 
 CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
@@ -327,6 +330,16 @@ class HiredisPacking:
     _packer = HiredisRespSerializer()
 
     def pack_command(self, *args: Any) -> list[bytes]:
+        # The serializer first splits a command name with a space ("SCRIPT
+        # LOAD") and copies every argument through a generator; a command
+        # without either (a script call) is packed by hiredis directly. It
+        # refuses what the serializer converts or reports (bytearray, bool,
+        # None): those take the serializer.
+        if type(args[0]) is str and " " not in args[0]:
+            try:
+                return [hiredis.pack_command(args)]
+            except TypeError:
+                pass
         return self._packer.pack(*args)
 
 

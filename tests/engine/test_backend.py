@@ -63,6 +63,9 @@ async def test_a_call_that_finds_no_free_connection_in_time_fails_as_redis_unava
 async def test_commands_are_packed_by_hiredis_into_the_bytes_redis_py_sends(
         redis_server: RedisProcess) -> None:
     from redis.asyncio.connection import Connection
+    from redis.exceptions import DataError
+
+    from redroute.model import Direction
 
     client = connect(redis_server.url)
     try:
@@ -71,6 +74,11 @@ async def test_commands_are_packed_by_hiredis_into_the_bytes_redis_py_sends(
                 "{}", 2.5, b"raw", memoryview(b"view"))
         assert type(conn).__name__ == "HiredisConnection"
         assert b"".join(conn.pack_command(*args)) == b"".join(Connection().pack_command(*args))
+        for odd in (bytearray(b"ba"), memoryview(b"mv"), 1e20, 1 / 3, -0.0, 10**30, Direction.INBOUND):
+            assert b"".join(conn.pack_command("EVALSHA", odd)) == b"".join(
+                Connection().pack_command("EVALSHA", odd))
+        with pytest.raises(DataError):
+            conn.pack_command("EVALSHA", None)
         assert b"".join(conn.pack_command("CONFIG GET", "maxclients")) == b"".join(
             Connection().pack_command("CONFIG GET", "maxclients"))
         p = client.pipeline(transaction=True)
