@@ -16,8 +16,28 @@ from .limits import DEFAULT_WRAP_UP_TIMEOUT_MS
 
 def _client_floats(d: Any) -> bool:
     """A float in a task document's metadata or requestSession (see jsoncodec)."""
-    return jsoncodec.has_float(d.get("metadata")) or any(
-        jsoncodec.has_float(m.get("requestSession")) for m in d.get("activeMedia") or ())
+    # Mostly both are empty: has_float is not called for them.
+    metadata = d.get("metadata")
+    if metadata and jsoncodec.has_float(metadata):
+        return True
+    for m in d.get("activeMedia") or ():
+        session = m.get("requestSession")
+        if session and jsoncodec.has_float(session):
+            return True
+    return False
+
+
+def _by_value(cls: Any) -> Any:
+    """cls(value) for the enums of every task decode, by a dict lookup
+    (EnumType.__call__ is several Python calls); a value that is no member
+    still raises ValueError."""
+    members = {m.value: m for m in cls}
+
+    def member(value: Any) -> Any:
+        m = members.get(value)
+        return m if m is not None else cls(value)
+
+    return member
 
 
 class TaskStateName(StrEnum):
@@ -58,6 +78,13 @@ class Direction(StrEnum):
 class Mode(StrEnum):
     AGENT = "AGENT"
     QUEUE = "QUEUE"
+
+
+_task_state = _by_value(TaskStateName)
+_reason_code = _by_value(ReasonCode)
+_media_state = _by_value(MediaState)
+_direction = _by_value(Direction)
+_mode = _by_value(Mode)
 
 
 class AgentState(StrEnum):
@@ -338,7 +365,7 @@ class Media:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Media:
-        return cls(d["id"], d["mrdId"], MediaState(d["state"]), d["queueId"], d["enqueueTime"],
+        return cls(d["id"], d["mrdId"], _media_state(d["state"]), d["queueId"], d["enqueueTime"],
                    d["answerTime"], d["requestSession"])
 
     def to_dict(self) -> dict[str, Any]:
@@ -500,10 +527,11 @@ class Task:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Task:
+        state, kind, reason = d["state"], d["type"], d["state"]["reasonCode"]
         return cls(
-            d["id"], d["requestId"], d["conversationId"], TaskStateName(d["state"]["name"]),
-            _opt(ReasonCode, d["state"]["reasonCode"]), d["assignedTo"],
-            Direction(d["type"]["direction"]), Mode(d["type"]["mode"]), d["queueId"], d["mrdId"],
+            d["id"], d["requestId"], d["conversationId"], _task_state(state["name"]),
+            None if reason is None else _reason_code(reason), d["assignedTo"],
+            _direction(kind["direction"]), _mode(kind["mode"]), d["queueId"], d["mrdId"],
             d["priority"], [Media.from_dict(m) for m in d["activeMedia"]], d["enqueueTime"],
             d["ttlDeadline"], d["createdAt"], d["updatedAt"], d["metadata"],
             Routing.from_dict(d.get("routing")),
