@@ -658,9 +658,10 @@ class Model:
         return t
 
     def _last_agent(self, conv: str) -> str | None:
-        """The agent of the conversation's newest task with an answered media."""
+        """The agent of the conversation's newest task with an answered media
+        whose agent still exists (a deleted one is passed over)."""
         for t in sorted(self.conversation(conv), key=lambda t: (t.created, t.seq), reverse=True):
-            if t.assigned and any(m.answered for m in t.media):
+            if t.assigned in self.agents and any(m.answered for m in t.media):
                 return t.assigned
         return None
 
