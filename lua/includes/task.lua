@@ -76,14 +76,23 @@ end
 -- before its JSON is read again, and saving drops the cached copy.
 local TASK_JSON = {}
 
+local function media_json(m)
+  return '{"id":"' .. m.id .. '","mrdId":"' .. m.mrdId .. '","state":"' .. m.state ..
+    '","queueId":' .. jid(m.queueId) .. ',"enqueueTime":' .. jint(m.enqueueTime) ..
+    ',"answerTime":' .. jint(m.answerTime) .. ',"requestSession":' .. (m.session or '{}') .. '}'
+end
+
 local function task_json(t)
   local j = TASK_JSON[t]
   if j then return j end
-  local ms = {}
-  for i, m in ipairs(t.media) do
-    ms[i] = '{"id":"' .. m.id .. '","mrdId":"' .. m.mrdId .. '","state":"' .. m.state ..
-      '","queueId":' .. jid(m.queueId) .. ',"enqueueTime":' .. jint(m.enqueueTime) ..
-      ',"answerTime":' .. jint(m.answerTime) .. ',"requestSession":' .. (m.session or '{}') .. '}'
+  -- (A task of one media, most, builds no list of them.)
+  local media, ms = t.media, nil
+  if #media == 1 then
+    ms = media_json(media[1])
+  else
+    ms = {}
+    for i, m in ipairs(media) do ms[i] = media_json(m) end
+    ms = table.concat(ms, ',')
   end
   -- Fields that are never null are quoted in line: one string built, not one
   -- per field.
@@ -93,7 +102,7 @@ local function task_json(t)
     ',"assignedTo":' .. jid(t.assignedTo) ..
     ',"type":{"direction":"' .. t.direction .. '","mode":"' .. t.mode .. '"}' ..
     ',"queueId":' .. jid(t.queueId) .. ',"mrdId":"' .. t.mrdId .. '","priority":' .. jint(t.priority) ..
-    ',"activeMedia":' .. jlist(ms) ..
+    ',"activeMedia":[' .. ms .. ']' ..
     ',"enqueueTime":' .. jint(t.enqueueTime) .. ',"ttlDeadline":' .. jint(t.ttlDeadline) ..
     ',"createdAt":' .. jint(t.createdAt) .. ',"updatedAt":' .. jint(t.updatedAt) ..
     ',"metadata":' .. (t.metadata or '{}') .. ',"routing":' .. task_routing_json(t) .. '}'
