@@ -342,12 +342,17 @@ local function agent_json(a)
       ',"stateChangeTime":' .. (a.f[mrd .. '|t'] or a.f.t or 'null') ..
       ',"blockedBy":' .. jids(agent_mrd_blocked_by(a, mrd)) .. '}'
   end
-  local max = {}
-  for mrd, n in pairs(a.max) do max[#max + 1] = jid(mrd) .. ':' .. jint(tonumber(n)) end
-  table.sort(max)
+  -- (Most agents override no maxRequests: no list to sort and join.)
+  local max = ''
+  if next(a.max) then
+    local list = {}
+    for mrd, n in pairs(a.max) do list[#list + 1] = jid(mrd) .. ':' .. jint(tonumber(n)) end
+    table.sort(list)
+    max = table.concat(list, ',')
+  end
   return '{"id":' .. jid(a.id) .. ',"state":{"name":' .. jid(a.f.st) .. ',"reasonCode":' ..
     jid(nz(a.f.rc)) .. '},"queues":' .. jids(a.queues) .. ',"attributes":' .. (a.f.attrs or '{}') ..
-    ',"maxRequests":{' .. table.concat(max, ',') .. '},"mrdStates":' .. jlist(states) .. '}'
+    ',"maxRequests":{' .. max .. '},"mrdStates":' .. jlist(states) .. '}'
 end
 
 local function emit_agent(a)

@@ -132,13 +132,20 @@ local function jbool(b)
   return 'false'
 end
 
+-- (A list of one, the common case, without table.concat: it costs more
+-- than the rest of the list's JSON.)
 local function jlist(items)
+  local n = #items
+  if n == 1 then return '[' .. items[1] .. ']' end
+  if n == 0 then return '[]' end
   return '[' .. table.concat(items, ',') .. ']'
 end
 
 -- A list of ids (see jid).
 local function jids(list)
-  if #list == 0 then return '[]' end
+  local n = #list
+  if n == 1 then return '["' .. list[1] .. '"]' end
+  if n == 0 then return '[]' end
   return '["' .. table.concat(list, '","') .. '"]'
 end
 
@@ -169,12 +176,13 @@ local function count(name)
 end
 
 AT_END[#AT_END + 1] = function()
-  if #COUNTED == 0 then return end
+  local n = #COUNTED
+  if n == 0 then return end
   for i, name in ipairs(COUNTED) do
-    local n = COUNTS[name]
-    if n > 1 then COUNTED[i] = name .. '*' .. istr(n) end
+    local c = COUNTS[name]
+    if c > 1 then COUNTED[i] = name .. '*' .. istr(c) end
   end
-  redis.call('HINCRBY', key('counts'), table.concat(COUNTED, ' '), '1')
+  redis.call('HINCRBY', key('counts'), n == 1 and COUNTED[1] or table.concat(COUNTED, ' '), '1')
 end
 
 -- Appends one event to the tenant's stream; data is already JSON. The
