@@ -179,8 +179,9 @@ end
 -- its queues that serves this MRD.
 local function agent_reindex(a, mrd)
   local avail = agent_available(a, mrd)
-  for _, qid in ipairs(a.queues) do
-    local q = queue_get(qid)
+  local queues = a.queues
+  for i = 1, #queues do
+    local q = queue_get(queues[i])
     if q and q.mrdId == mrd then
       local k = agent_index(a, q)
       if k then
@@ -323,8 +324,9 @@ end
 local function agent_follow_mrds(a, rc)
   if a.f.st == 'LOGOUT' then return end
   local global = 'NOT_READY'
-  for _, m in ipairs(mrd_ids()) do
-    if agent_mrd_base(a, m) == 'READY' then global = 'READY' end
+  local ids = mrd_ids()
+  for i = 1, #ids do
+    if agent_mrd_base(a, ids[i]) == 'READY' then global = 'READY' end
   end
   if global ~= a.f.st then
     agent_set(a, 'st', global)
@@ -334,8 +336,9 @@ local function agent_follow_mrds(a, rc)
 end
 
 local function agent_json(a)
-  local states = {}
-  for i, mrd in ipairs(mrd_ids()) do
+  local states, ids = {}, mrd_ids()
+  for i = 1, #ids do
+    local mrd = ids[i]
     states[i] = '{"mrdId":' .. jid(mrd) .. ',"state":' .. jid(agent_mrd_display(a, mrd)) ..
       ',"reasonCode":' .. jid(nz(a.f[mrd .. '|rc'])) .. ',"activeTasks":' .. (a.f[mrd .. '|n'] or '0') ..
       ',"maxRequests":' .. jint(agent_max(a, mrd)) ..

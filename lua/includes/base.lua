@@ -56,7 +56,7 @@ local AT_END = {}
 local function run(body)
   local ok, res = pcall(body)
   if ok then
-    for _, f in ipairs(AT_END) do f() end
+    for i = 1, #AT_END do AT_END[i]() end
     return res
   end
   if type(res) == 'table' and res.rr then
@@ -178,7 +178,8 @@ end
 AT_END[#AT_END + 1] = function()
   local n = #COUNTED
   if n == 0 then return end
-  for i, name in ipairs(COUNTED) do
+  for i = 1, n do
+    local name = COUNTED[i]
     local c = COUNTS[name]
     if c > 1 then COUNTED[i] = name .. '*' .. istr(c) end
   end

@@ -10,8 +10,9 @@
 -- CLOSED, TTL_EXPIRED, RONA, DECLINED, REROUTED). Returns the agent that held
 -- the task, if any.
 local function task_close(t, reason, transition)
-  local held, changed, was = 0, {}, stats_holding(t)
-  for _, m in ipairs(t.media) do
+  local held, changed, was, media = 0, {}, stats_holding(t), t.media
+  for i = 1, #media do
+    local m = media[i]
     if m.state ~= 'CLOSED' then
       if t.parked then unqueue(t) end
       if m.state == 'RESERVED' then timer_del('rona|' .. t.id .. '|' .. m.id) end

@@ -247,8 +247,9 @@ end
 -- there (a conference or transfer adds another agent, never the same one).
 -- A conversation has a handful of tasks, so this stays cheap.
 local function conversation_agents(cid, mrd)
-  local out, n = {}, 0
-  for _, id in ipairs(conversation_ids(cid)) do
+  local out, n, ids = {}, 0, conversation_ids(cid)
+  for i = 1, #ids do
+    local id = ids[i]
     local t = task_is_live(id) and task_get(id)
     if t and t.assignedTo and t.mrdId == mrd and not out[t.assignedTo] then
       out[t.assignedTo] = true
@@ -403,7 +404,9 @@ local function route_agent(a, mrd)
       best_score = nil
     end
     if not best then
-      for _, qid in ipairs(a.queues) do
+      local queues = a.queues
+      for i = 1, #queues do
+        local qid = queues[i]
         local q = queue_get(qid)
         if q and q.mrdId == mrd then
           if q.nsteps then

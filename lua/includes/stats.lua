@@ -139,8 +139,9 @@ local function stats_answered(t)
 end
 
 local function stats_handled(t)
-  local first
-  for _, m in ipairs(t.media) do
+  local first, media = nil, t.media
+  for i = 1, #media do
+    local m = media[i]
     if m.answerTime and (not first or tonumber(m.answerTime) < first) then first = tonumber(m.answerTime) end
   end
   if not first then return false end
@@ -183,8 +184,9 @@ end
 -- 'r' (a RESERVED media), 'a' (an ACTIVE one, task ACTIVE), else nil.
 local function stats_holding(t)
   if t.state ~= 'ACTIVE' then return nil end
-  local held = nil
-  for _, m in ipairs(t.media) do
+  local held, media = nil, t.media
+  for i = 1, #media do
+    local m = media[i]
     if m.state == 'RESERVED' then return 'r' end
     if m.state == 'ACTIVE' then held = 'a' end
   end

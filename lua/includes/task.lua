@@ -160,24 +160,26 @@ local function task_new(f)
 end
 
 local function media_find(t, mid)
-  for _, m in ipairs(t.media) do
-    if m.id == mid then return m end
+  local media = t.media
+  for i = 1, #media do
+    if media[i].id == mid then return media[i] end
   end
   return nil
 end
 
 -- The one media of a task that is waiting for or offered to an agent.
 local function media_pending(t, state)
-  for _, m in ipairs(t.media) do
-    if m.state == state then return m end
+  local media = t.media
+  for i = 1, #media do
+    if media[i].state == state then return media[i] end
   end
   return nil
 end
 
 local function media_open_count(t)
-  local n = 0
-  for _, m in ipairs(t.media) do
-    if m.state ~= 'CLOSED' then n = n + 1 end
+  local n, media = 0, t.media
+  for i = 1, #media do
+    if media[i].state ~= 'CLOSED' then n = n + 1 end
   end
   return n
 end
@@ -198,8 +200,9 @@ end
 
 -- Lets a conversation's index expire once none of its tasks is live.
 local function conversation_settle(cid)
-  for _, id in ipairs(conversation_ids(cid)) do
-    if task_is_live(id) then return end
+  local ids = conversation_ids(cid)
+  for i = 1, #ids do
+    if task_is_live(ids[i]) then return end
   end
   redis.call('PEXPIRE', key('conv', cid), RETENTION)
 end
