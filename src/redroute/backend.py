@@ -246,10 +246,20 @@ class ClusterClient(RedisCluster):
     async def script_load(self, script: Any) -> Any:
         """Loads a script on every primary that answers; returns its SHA.
         Raises only when none does."""
+        return await self._on_every_primary("SCRIPT LOAD", script)
+
+    async def function_load(self, code: str, replace: bool | None = False) -> Any:
+        """Loads a function library on every primary that answers; returns
+        its name. Raises only when none does."""
+        return await self._on_every_primary("FUNCTION LOAD", *(["REPLACE"] if replace else []), code)
+
+    async def _on_every_primary(self, *command: Any) -> Any:
+        """command on every primary that answers: the first reply; raises
+        only when none answers."""
         await self.initialize()
         nodes = [n for n in self.get_primaries() if not self.node_down(n.name)]
         results = await asyncio.gather(
-            *(self.execute_command("SCRIPT LOAD", script, target_nodes=n) for n in nodes),
+            *(self.execute_command(*command, target_nodes=n) for n in nodes),
             return_exceptions=True,
         )
         for n, r in zip(nodes, results, strict=True):

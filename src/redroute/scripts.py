@@ -14,6 +14,7 @@ from __future__ import annotations
 import bisect
 import functools
 import hashlib
+import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,11 +25,13 @@ from typing import Any
 
 from redis.exceptions import NoScriptError, ResponseError
 
+log = logging.getLogger(__name__)
+
 _INCLUDE = re.compile(r'^--- @include "([^"]+)"[ \t]*$')
 _FUNCTION = re.compile(r"local function ([A-Za-z_][A-Za-z0-9_]*)\(")
 # Where Redis (user_script:N) and the embedded backend ([string "…"]:N)
 # place an error in the composed script.
-_ERROR_LINE = re.compile(r'(?:@?user_script|\[string "[^"]*"\]):(\d+)')
+_ERROR_LINE = re.compile(r'(?:@?user_script|@?user_function|\[string "[^"]*"\]):(\d+)')
 
 Line = tuple[str, str, int]  # text, file (relative to lua/), line number
 
@@ -45,6 +48,9 @@ class Script:
     sha: str
     # (file, line) of each line of source: where an error really is.
     origins: tuple[tuple[str, int], ...] = ()
+    # The script as a block of the function library (library()): its
+    # fragments' functions made once, when the library loads.
+    block: tuple[Line, ...] = ()
 
     def locate(self, message: str) -> str:
         """message with each composed-script line number it names replaced by
@@ -207,6 +213,73 @@ def _prune(lines: list[Line], sources: dict[str, str]) -> list[Line]:
     return [line for line in lines if (line[1], line[2]) not in dropped]
 
 
+_LOCAL = re.compile(r"local\s+([A-Za-z_][A-Za-z0-9_]*(?:\s*,\s*[A-Za-z_][A-Za-z0-9_]*)*)(.*)$")
+
+
+@functools.lru_cache(maxsize=256)
+def _code_starts(path: str, text: str) -> frozenset[int]:
+    """The lines of text that start (column 0) with the keyword local
+    outside comments and strings."""
+    source = text if text.endswith("\n") else text + "\n"
+    starts = {0, *(i + 1 for i, c in enumerate(source) if c == "\n")}
+    return frozenset(source.count("\n", 0, offset) + 1
+                     for offset, tok in _tokens(source, lambda o: f"lua/{path}")
+                     if tok == "local" and offset in starts)
+
+
+def _block(name: str, function: str, lines: list[Line], sources: dict[str, str]) -> list[Line]:
+    """Script name as a block of the function library, registered as
+    function.
+
+    Redis runs an EVALSHA script's whole chunk on every call; a library's
+    chunk runs once, at FUNCTION LOAD, and its functions on every FCALL. So
+    the fragments' top-level functions are made here once, and the rest of
+    the fragments' top-level statements (per-call state such as TASKS = {},
+    the AT_END work) runs at the start of every call, as it does in the
+    script: their locals are declared at the top of the block, so every
+    function shares them, and assigned per call. The script's own lines run
+    as they are, in the function's body, with KEYS and ARGV its arguments."""
+    own = f"{name}.lua"
+    spans: dict[str, list[tuple[int, int]]] = {}
+    for path, text in sources.items():
+        spans[path] = [(a, b) for a, b, _ in _outline(path, text)[0].values()]
+    declared: list[str] = []
+    functions: list[Line] = []
+    per_call: list[Line] = []
+    body: list[Line] = []
+    for text, path, n in lines:
+        if path == own:
+            body.append((text, path, n))
+        elif any(a <= n <= b for a, b in spans[path]):
+            functions.append((text, path, n))
+        else:
+            if n in _code_starts(path, sources[path]):
+                m = _LOCAL.match(text)
+                if m is None:
+                    raise ScriptError(f"lua/{path}:{n}: a top-level local that is not a name list")
+                names, rest = m.group(1), m.group(2)
+                declared.extend(x.strip() for x in names.split(","))
+                if not rest.lstrip().startswith("="):
+                    rest = " = nil" + rest  # a declaration alone starts each call unset
+                text = names + rest
+            per_call.append((text, path, n))
+    here = (own, 0)
+    block: list[Line] = [("do", *here), ("local KEYS, ARGV", *here)]
+    for i in range(0, len(declared), 50):
+        block.append(("local " + ", ".join(declared[i:i + 50]), *here))
+    block += functions
+    block.append(("local function begin_call(keys, args)", *here))
+    block.append(("KEYS, ARGV = keys, args", *here))
+    block += per_call
+    block.append(("end", *here))
+    block.append((f"redis.register_function('{function}', function(KEYS, ARGV)", *here))
+    block.append(("begin_call(KEYS, ARGV)", *here))
+    block += body
+    block.append(("end)", *here))
+    block.append(("end", *here))
+    return block
+
+
 def lua_folder() -> Traversable:
     """lua/ as installed in the wheel (redroute/lua), else the source tree's."""
     installed = files("redroute") / "lua"
@@ -223,7 +296,7 @@ def compose(text: str, folder: Traversable | None = None, *, name: str = "<scrip
     lines = _prune(lines, sources)
     source = "".join(line[0] + "\n" for line in lines)
     return Script(name, source, hashlib.sha1(source.encode()).hexdigest(),
-                  tuple((path, n) for _, path, n in lines))
+                  tuple((path, n) for _, path, n in lines), tuple(_block(name, name, lines, sources)))
 
 
 def load_scripts(folder: Traversable | None = None) -> dict[str, Script]:
@@ -236,17 +309,131 @@ def load_scripts(folder: Traversable | None = None) -> dict[str, Script]:
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class Library:
+    """Every script as one Redis Functions library (FUNCTION LOAD once,
+    FCALL per call). Its name and its functions' names carry a hash of the
+    scripts, so two versions of redroute on one Redis each call their own."""
+
+    name: str
+    code: str
+    functions: dict[str, str]  # script name -> function name
+    origins: tuple[tuple[str, int], ...]
+
+    def locate(self, message: str) -> str:
+        return Script(self.name, self.code, "", self.origins).locate(message)
+
+
+def library(scripts: dict[str, Script]) -> Library:
+    tag = hashlib.sha1("".join(scripts[n].sha for n in sorted(scripts)).encode()).hexdigest()[:12]
+    name = f"redroute_{tag}"
+    lines: list[tuple[str, tuple[str, int]]] = [(f"#!lua name={name}", ("", 0))]
+    functions: dict[str, str] = {}
+    for n in sorted(scripts):
+        s = scripts[n]
+        functions[n] = f"{n}_{tag}"
+        register = f"redis.register_function('{n}',"
+        for text, path, line in s.block:
+            if line == 0 and text.startswith(register):
+                text = f"redis.register_function('{functions[n]}'," + text[len(register):]
+            lines.append((text, (path, line)))
+    code = "".join(text + "\n" for text, _ in lines)
+    return Library(name, code, functions, tuple(o for _, o in lines))
+
+
+# Where a Redis without functions (before 7.0) or a library that does not
+# load leaves the runner: EVALSHA of each script, as before 7.0.
+_NO_FUNCTIONS = ("unknown command", "ERR unknown subcommand")
+
+
 class ScriptRunner:
-    """Calls scripts by name; shared by every Engine of a process."""
+    """Calls scripts by name; shared by every Engine of a process.
+
+    On a Redis with functions (7.0 and later, and the embedded backend) a
+    call is an FCALL of the script's function in the library (library()),
+    loaded on first need: its fragments' functions are made once there,
+    not on every call as an EVALSHA script's are. A client that lacks
+    FUNCTION, or on which the library does not load, is called by EVALSHA
+    instead (logged once)."""
 
     def __init__(self, scripts: dict[str, Script] | None = None) -> None:
         self.scripts = scripts or load_scripts()
+        self.library = library(self.scripts)
+        # Clients known to take FCALL (True) or not (False), by identity,
+        # and those told to use EVALSHA whatever they take (use_eval).
+        self._functions: dict[int, bool] = {}
+        self._eval_only: set[int] = set()
+
+    def uses_functions(self, redis: Any) -> bool | None:
+        return self._functions.get(id(redis))
+
+    def use_eval(self, redis: Any) -> None:
+        """Calls scripts on redis by EVALSHA from now on, as on a Redis
+        without functions."""
+        self._eval_only.add(id(redis))
+        self._functions[id(redis)] = False
 
     async def load_all(self, redis: Any) -> None:
         for s in self.scripts.values():
             await redis.script_load(s.source)
+        await self.load_library(redis)
+
+    async def load_library(self, redis: Any, key: str | None = None) -> bool:
+        """Loads the library on redis (on a cluster, on the node of key, or
+        on every primary); whether FCALL can be used there."""
+        if id(redis) in self._eval_only:
+            return False
+        try:
+            if key is not None and hasattr(redis, "get_node_from_key"):
+                await redis.execute_command("FUNCTION LOAD", "REPLACE", self.library.code,
+                                            target_nodes=redis.get_node_from_key(key))
+            else:
+                await redis.function_load(self.library.code, replace=True)
+            ok = True
+        except ResponseError as e:
+            message = str(e)
+            ok = False
+            if not message.startswith(_NO_FUNCTIONS):
+                log.warning("redroute's function library did not load (%s); calling scripts by "
+                            "EVALSHA", self.library.locate(message))
+        self._functions[id(redis)] = ok
+        return ok
+
+    def add(self, pipe: Any, redis: Any, name: str, keys: list[str], args: list[Any]) -> None:
+        """Queues a call of script name on pipe, a pipeline of redis whose
+        scripts and library are loaded (load_all)."""
+        if self._functions.get(id(redis)):
+            pipe.fcall(self.library.functions[name], len(keys), *keys, *args)
+        else:
+            pipe.evalsha(self.scripts[name].sha, len(keys), *keys, *args)
+
+    def locate(self, redis: Any, name: str, message: str) -> str:
+        if self._functions.get(id(redis)):
+            return self.library.locate(message)
+        return self.scripts[name].locate(message)
 
     async def call(self, redis: Any, name: str, keys: list[str], args: list[Any]) -> Any:
+        if self._functions.get(id(redis), True):
+            function = self.library.functions[name]
+            try:
+                try:
+                    return await redis.fcall(function, len(keys), *keys, *args)
+                except ResponseError as e:
+                    if "Function not found" not in str(e) and not str(e).startswith(_NO_FUNCTIONS):
+                        raise
+                    # A Redis that restarted empty, or failed over, or one
+                    # this process has not called yet.
+                    if not await self.load_library(redis, keys[0] if keys else None):
+                        return await self._eval(redis, name, keys, args)
+                return await redis.fcall(function, len(keys), *keys, *args)
+            except ResponseError as e:
+                located = self.library.locate(str(e))
+                if located == str(e):
+                    raise
+                raise type(e)(located) from e
+        return await self._eval(redis, name, keys, args)
+
+    async def _eval(self, redis: Any, name: str, keys: list[str], args: list[Any]) -> Any:
         s = self.scripts[name]
         try:
             try:

@@ -122,3 +122,81 @@ def test_every_script_of_lua_composes():
     assert "push_task" in scripts
     for s in scripts.values():
         assert len(s.origins) == len(s.source.splitlines())
+
+
+# The function library: every script one function, loaded once (FUNCTION
+# LOAD), called by FCALL; EVALSHA where functions are missing.
+
+STATE = {
+    "includes/s.lua": ("local SEEN = {}\nlocal NOW\nlocal COUNT = 0\n"
+                       "local function see(x)\n  SEEN[#SEEN + 1] = x\n  NOW = NOW or x\n"
+                       "  COUNT = COUNT + 1\n  return #SEEN\nend\n"),
+    "seen.lua": '--- @include "includes/s"\nsee(ARGV[1])\nreturn {see(ARGV[1]), NOW, COUNT, KEYS[1]}\n',
+}
+
+
+async def test_every_script_is_a_function_of_one_library(redis):
+    runner = ScriptRunner()
+    await runner.load_all(redis)
+    assert runner.uses_functions(redis) is True
+    listed = str(await redis.function_list(library=runner.library.name))
+    assert all(f in listed for f in runner.library.functions.values())
+    assert set(runner.library.functions) == set(runner.scripts)
+
+
+async def test_a_call_starts_with_the_fragments_state_as_the_script_does(redis, tmp_path):
+    # Top-level statements other than functions run on every call: a second
+    # call sees none of the first one's state.
+    runner = ScriptRunner(load_scripts(lua_tree(tmp_path, STATE)))
+    for n in ("1", "2"):
+        assert await runner.call(redis, "seen", ["k"], [n]) == [2, n, 2, "k"]
+    assert runner.uses_functions(redis) is True
+
+
+async def test_a_flushed_library_is_loaded_again_on_first_use(redis, tmp_path):
+    runner = ScriptRunner(load_scripts(lua_tree(tmp_path, STATE)))
+    assert await runner.call(redis, "seen", ["k"], ["1"]) == [2, "1", 2, "k"]
+    await redis.function_flush()
+    assert await runner.call(redis, "seen", ["k"], ["1"]) == [2, "1", 2, "k"]
+
+
+class NoFunctions:
+    """A client of a Redis before 7.0: no FUNCTION, no FCALL."""
+
+    def __init__(self, redis):
+        self.redis = redis
+
+    def __getattr__(self, name):
+        return getattr(self.redis, name)
+
+    async def fcall(self, *args):
+        raise ResponseError("unknown command 'FCALL', with args beginning with: ")
+
+    async def function_load(self, *args, **kwargs):
+        raise ResponseError("unknown command 'FUNCTION', with args beginning with: 'LOAD'")
+
+
+async def test_a_redis_without_functions_is_called_by_evalsha(redis, tmp_path):
+    runner = ScriptRunner(load_scripts(lua_tree(tmp_path, STATE)))
+    old = NoFunctions(redis)
+    assert await runner.call(redis=old, name="seen", keys=["k"], args=["1"]) == [2, "1", 2, "k"]
+    assert runner.uses_functions(old) is False
+    assert await runner.call(old, "seen", ["k"], ["2"]) == [2, "2", 2, "k"]
+
+
+async def test_a_library_that_does_not_load_falls_back_to_evalsha_and_says_where(redis, tmp_path, caplog):
+    runner = ScriptRunner(load_scripts(lua_tree(tmp_path, {**STATE, **ERRORS})))
+    assert await runner.call(redis, "seen", ["k"], ["1"]) == [2, "1", 2, "k"]
+    assert runner.uses_functions(redis) is False
+    broken = "broken.lua:3"  # (a file of tmp_path's tree)
+    assert f"lua/{broken}" in caplog.text
+
+
+async def test_an_error_in_a_function_names_the_source_file_and_line(redis, tmp_path):
+    files = {k: v for k, v in ERRORS.items() if k not in ("broken.lua", "unclosed.lua")}
+    runner = ScriptRunner(load_scripts(lua_tree(tmp_path, files)))
+    for script, where in (("runtime", "includes/f.lua:3"), ("raised", "raised.lua:3")):
+        with pytest.raises(ResponseError) as err:
+            await runner.call(redis, script, ["rr:{t}:"], [])
+        assert f"lua/{where}" in str(err.value)
+    assert runner.uses_functions(redis) is True

@@ -463,13 +463,32 @@ async def test_slot_guard_catches_a_foreign_key(cluster: LocalCluster, rc: Any) 
         await rc.eval(src, 1, tenant_prefix(t))
 
 
+async def test_the_function_library_loads_on_the_node_of_the_slot(cluster: LocalCluster, rc: Any) -> None:
+    """A node without the function library (restarted, failed over) gets it
+    on first use, through the tenant's slot, whatever the others have."""
+    tenants = shard_tenants(cluster, "nofunction")
+    for n in cluster.nodes:
+        n.client().function_flush()
+    runner = ScriptRunner()
+    for t, port in tenants:
+        e = Engine(rc, t, runner=runner)
+        await e.put_mrd("chat")
+        assert (await e.get_mrd("chat")).id == "chat"
+        assert runner.library.name in str(cluster.node(port).client().function_list())
+    # Server start and /healthz load on every primary that answers
+    await runner.load_all(rc)
+    assert all(n.client().function_list() for n in cluster.nodes)
+
+
 async def test_noscript_loads_on_the_node_of_the_slot(cluster: LocalCluster, rc: Any) -> None:
-    """A node with an empty script cache (restarted, failed over) gets the
-    script on first use, through the tenant's slot, whatever the others have."""
+    """Called by EVALSHA (a Redis before 7.0, or a library that would not
+    load), a node with an empty script cache (restarted, failed over) gets
+    the script on first use, through the tenant's slot."""
     tenants = shard_tenants(cluster, "noscript")
     for n in cluster.nodes:
         n.client().script_flush()
     runner = ScriptRunner()
+    runner.use_eval(rc)
     sha = runner.scripts["get_mrd"].sha
     for t, port in tenants:
         e = Engine(rc, t, runner=runner)

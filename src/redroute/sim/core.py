@@ -184,14 +184,14 @@ class BatchingRunner(ScriptRunner):
         self._held = []
         async with redis.pipeline(transaction=False) as p:
             for n, k, a in calls:
-                p.evalsha(self.scripts[n].sha, len(k), *k, *a)
+                self.add(p, redis, n, k, a)
             self._sim.add_reads(p)
             results = await p.execute(raise_on_error=False)
         self._sim.calls += len(calls)
         self._sim.digest(results[len(calls):])
         for (n, _, _), r in zip(calls, results, strict=False):
             if isinstance(r, ResponseError):
-                raise type(r)(self.scripts[n].locate(str(r)))
+                raise type(r)(self.locate(redis, n, str(r)))
         return results[len(calls) - 1]
 
 
