@@ -128,7 +128,7 @@ SLOT_GUARD = r"""
 local redis = (function(real)
   local prefix = KEYS[1]
   local first_key = {}
-  for _, c in ipairs({'GET', 'SET', 'INCR', 'INCRBY', 'HGET', 'HSET', 'HDEL', 'HGETALL', 'HMGET', 'HEXISTS',
+  for _, c in ipairs({'GET', 'SET', 'INCR', 'INCRBY', 'HGET', 'HSET', 'HSETNX', 'HDEL', 'HGETALL', 'HMGET', 'HEXISTS',
       'HINCRBY', 'SADD', 'SREM', 'SMEMBERS', 'SISMEMBER', 'SCARD', 'ZADD', 'ZREM', 'ZRANGE',
       'ZRANGEBYSCORE', 'ZRANGEBYLEX', 'ZREVRANGE', 'ZRANK', 'ZREVRANK', 'ZSCORE', 'ZCARD', 'ZCOUNT', 'ZINCRBY', 'PEXPIRE', 'EXPIRE',
       'PERSIST', 'PTTL', 'TTL', 'XADD', 'XLEN', 'XRANGE', 'XREVRANGE', 'XTRIM', 'TYPE'}) do
@@ -163,7 +163,8 @@ end)(redis)
 
 
 class GuardedRunner(ScriptRunner):
-    """Runs every script with SLOT_GUARD in front and records which ran."""
+    """Runs every script with SLOT_GUARD in front and records which ran
+    (by EVALSHA: the guarded sources are scripts, not library blocks)."""
 
     def __init__(self) -> None:
         guarded = {}
@@ -174,6 +175,7 @@ class GuardedRunner(ScriptRunner):
         self.ran: set[str] = set()
 
     async def call(self, redis: Any, name: str, keys: list[str], args: list[Any]) -> Any:
+        self.use_eval(redis)
         result = await super().call(redis, name, keys, args)
         self.ran.add(name)
         return result
