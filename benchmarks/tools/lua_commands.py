@@ -70,7 +70,7 @@ def report(lines: list[str]) -> None:
     if ARGS.list:
         print("\n".join(lines))
     by_name = Counter(x.split()[0].strip('"').upper() for x in in_scripts)
-    scripts = sum(1 for x in lines if x.strip('"').upper().startswith("EVALSHA"))
+    scripts = sum(1 for x in lines if x.strip('"').upper().startswith(("EVALSHA", "FCALL")))
     print(f"{scripts} scripts, {len(in_scripts)} commands run inside them:")
     for name, n in by_name.most_common():
         print(f"  {name:12} {n}")

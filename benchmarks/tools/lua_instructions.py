@@ -13,6 +13,12 @@ reply), as EVALSHA of `return 1` shows.
   python benchmarks/tools/lua_instructions.py --ref HEAD~3    also lua/ and the
                                                         loader of a git ref
   python benchmarks/tools/lua_instructions.py --variants      lua_whatif's variants
+  python benchmarks/tools/lua_instructions.py --evalsha       by EVALSHA throughout
+
+Calls are FCALLs of the function library, as the Engine makes them, where
+the loader (of the working tree or the ref) composes one
+(redroute.scripts.library); EVALSHA otherwise, and for lua_whatif's
+variants, which are script sources.
 
 Needs valgrind (callgrind_control) and redis-server on PATH; slow (~50x), so
 K is small. Not part of run.py.
@@ -37,7 +43,7 @@ from typing import Any
 import redis as syncredis
 import redis.asyncio as aioredis
 
-from redroute.scripts import Script, load_scripts
+from redroute.scripts import Script, library, load_scripts
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: the suite's modules
 import lua_whatif  # noqa: E402
@@ -84,8 +90,13 @@ class Callgrind:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def scripts_at(ref: str) -> dict[str, Script]:
-    """The scripts as a git ref had them: its lua/, through its own loader."""
+Scripts = tuple[dict[str, Script], Any]  # the scripts, and their library or None
+
+
+def scripts_at(ref: str) -> Scripts:
+    """The scripts as a git ref had them: its lua/, through its own loader,
+    with the function library that loader composes (None before there
+    was one)."""
     tmp = Path(tempfile.mkdtemp(prefix="redroute-ref-"))
     try:
         archive = subprocess.run(["git", "-C", str(ROOT.parent), "archive", ref, "lua",
@@ -97,22 +108,36 @@ def scripts_at(ref: str) -> dict[str, Script]:
         module = importlib.util.module_from_spec(spec)
         sys.modules[spec.name] = module  # dataclasses look their module up
         spec.loader.exec_module(module)
-        return module.load_scripts(tmp / "lua")
+        scripts = module.load_scripts(tmp / "lua")
+        return scripts, module.library(scripts) if hasattr(module, "library") else None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
 async def count(cg: Callgrind, redis: aioredis.Redis, scripts: dict[str, Script], script: str,
-                source: str, setup: lua_whatif.Setup, k: int) -> float:
+                source: str, setup: lua_whatif.Setup, k: int, lib: Any = None) -> float:
+    """Instructions per call of script (source: as composed, or a variant
+    of it), by FCALL of lib's function when a library is given."""
     await redis.flushall()
+    await redis.function_flush()
     for s in scripts.values():
         await redis.script_load(s.source)
     tenant = lua_whatif.Tenant(redis, scripts, "cg")
     calls = await setup(tenant, k)
-    variant = Script(script, source, hashlib.sha1(source.encode()).hexdigest())
-    await redis.script_load(source)
+    if lib is not None:
+        await redis.function_load(lib.code)
+        function = lib.functions[script]
+
+        def add(p: Any, a: list[Any]) -> None:
+            p.fcall(function, 1, tenant.prefix, lua_whatif.MAXLEN, lua_whatif.RETENTION, *a)
+    else:
+        variant = Script(script, source, hashlib.sha1(source.encode()).hexdigest())
+        await redis.script_load(source)
+
+        def add(p: Any, a: list[Any]) -> None:
+            tenant.add(p, variant, *a)
     cg.control("-z")
-    await pipelined(redis, calls, lambda p, a: tenant.add(p, variant, *a), 32, 1)
+    await pipelined(redis, calls, add, 32, 1)
     return cg.counted() / len(calls)
 
 
@@ -121,25 +146,32 @@ async def main() -> None:
     ap.add_argument("--ref", help="also count the scripts of this git ref")
     ap.add_argument("--variants", action="store_true", help="also lua_whatif's what-if variants")
     ap.add_argument("-k", type=int, default=200, help="calls per count (default 200)")
+    ap.add_argument("--evalsha", action="store_true", help="call every script by EVALSHA")
     args = ap.parse_args()
-    sets = {"working tree": load_scripts()}
+    here = load_scripts()
+    sets: dict[str, Scripts] = {"working tree": (here, library(here))}
     if args.ref:
         sets = {args.ref: scripts_at(args.ref), **sets}
+    if args.evalsha:
+        sets = {name: (scripts, None) for name, (scripts, _) in sets.items()}
     cg = Callgrind()
     redis = aioredis.from_url(f"redis://127.0.0.1:{cg.port}", decode_responses=True)
     try:
-        noop = sets["working tree"]["noop"].source
-        print(f"thousands of instructions per call (K={args.k}); no-op script: "
-              f"{await count(cg, redis, sets['working tree'], 'noop', noop, _noop, args.k) / 1e3:.0f}k")
+        here_set = sets["working tree"]
+        noop = here_set[0]["noop"].source
+        print(f"thousands of instructions per call (K={args.k}); "
+              + ", ".join(f"{name}: {'FCALL' if lib else 'EVALSHA'}" for name, (_, lib) in sets.items())
+              + f"; no-op: {await count(cg, redis, here_set[0], 'noop', noop, _noop, args.k, here_set[1]) / 1e3:.0f}k")
         for label, script, setup in lua_whatif.OPS:
             cells = []
-            for name, scripts in sets.items():
-                for vname, src in (lua_whatif.make_variants(scripts[script].source).items()
-                                   if args.variants and name == "working tree"
-                                   else [("", scripts[script].source)]):
+            for name, (scripts, lib) in sets.items():
+                variants = (lua_whatif.make_variants(scripts[script].source).items()
+                            if args.variants and name == "working tree" else [])
+                for vname, src in [("", scripts[script].source), *variants]:
                     if src is None:
                         continue
-                    n = await count(cg, redis, scripts, script, src, setup, args.k)
+                    n = await count(cg, redis, scripts, script, src, setup, args.k,
+                                    None if vname else lib)
                     cells.append(f"{name}{' ' + vname if vname else ''} {n / 1e3:.0f}k")
             print(f"  {label:38s} " + " | ".join(cells), flush=True)
     finally:
