@@ -76,10 +76,13 @@ end
 -- before its JSON is read again, and saving drops the cached copy.
 local TASK_JSON = {}
 
+-- The task's integer fields are strings (above): they go into its JSON as
+-- they are, null when absent, with no call to jint or jid per field.
 local function media_json(m)
+  local q = m.queueId
   return '{"id":"' .. m.id .. '","mrdId":"' .. m.mrdId .. '","state":"' .. m.state ..
-    '","queueId":' .. jid(m.queueId) .. ',"enqueueTime":' .. jint(m.enqueueTime) ..
-    ',"answerTime":' .. jint(m.answerTime) .. ',"requestSession":' .. (m.session or '{}') .. '}'
+    '","queueId":' .. (q and '"' .. q .. '"' or 'null') .. ',"enqueueTime":' .. (m.enqueueTime or 'null') ..
+    ',"answerTime":' .. (m.answerTime or 'null') .. ',"requestSession":' .. (m.session or '{}') .. '}'
 end
 
 local function task_json(t)
@@ -96,15 +99,16 @@ local function task_json(t)
   end
   -- Fields that are never null are quoted in line: one string built, not one
   -- per field.
+  local reason, to, q = t.reason, t.assignedTo, t.queueId
   j = '{"id":"' .. t.id .. '","requestId":"' .. t.requestId ..
     '","conversationId":"' .. t.conversationId ..
-    '","state":{"name":"' .. t.state .. '","reasonCode":' .. jid(t.reason) .. '}' ..
-    ',"assignedTo":' .. jid(t.assignedTo) ..
+    '","state":{"name":"' .. t.state .. '","reasonCode":' .. (reason and '"' .. reason .. '"' or 'null') .. '}' ..
+    ',"assignedTo":' .. (to and '"' .. to .. '"' or 'null') ..
     ',"type":{"direction":"' .. t.direction .. '","mode":"' .. t.mode .. '"}' ..
-    ',"queueId":' .. jid(t.queueId) .. ',"mrdId":"' .. t.mrdId .. '","priority":' .. jint(t.priority) ..
-    ',"activeMedia":[' .. ms .. ']' ..
-    ',"enqueueTime":' .. jint(t.enqueueTime) .. ',"ttlDeadline":' .. jint(t.ttlDeadline) ..
-    ',"createdAt":' .. jint(t.createdAt) .. ',"updatedAt":' .. jint(t.updatedAt) ..
+    ',"queueId":' .. (q and '"' .. q .. '"' or 'null') .. ',"mrdId":"' .. t.mrdId ..
+    '","priority":' .. (t.priority or 'null') .. ',"activeMedia":[' .. ms .. ']' ..
+    ',"enqueueTime":' .. (t.enqueueTime or 'null') .. ',"ttlDeadline":' .. (t.ttlDeadline or 'null') ..
+    ',"createdAt":' .. (t.createdAt or 'null') .. ',"updatedAt":' .. (t.updatedAt or 'null') ..
     ',"metadata":' .. (t.metadata or '{}') .. ',"routing":' .. task_routing_json(t) .. '}'
   TASK_JSON[t] = j
   return j
