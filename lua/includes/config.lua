@@ -59,7 +59,10 @@ local function mrd_decode(id, h)
   return m
 end
 
+-- (A cached MRD or queue is returned here: one call, not two, per lookup.)
 local function mrd_get(id)
+  local c = MRD_CACHE[id]
+  if c ~= nil then return c or nil end
   return config_get(MRD_CACHE, 'mrd', id, MRD_FIELDS, mrd_decode)
 end
 
@@ -116,6 +119,8 @@ local function queue_decode(id, h)
 end
 
 local function queue_get(id)
+  local c = QUEUE_CACHE[id]
+  if c ~= nil then return c or nil end
   return config_get(QUEUE_CACHE, 'queue', id, QUEUE_FIELDS, queue_decode)
 end
 
