@@ -335,15 +335,18 @@ local function agent_follow_mrds(a, rc)
   end
 end
 
+-- (Ids, states and reasons in line, as task_json does; an MRD that no other
+-- blocks shows its blockedBy without building the list.)
 local function agent_json(a)
-  local states, ids = {}, mrd_ids()
+  local f, states, ids = a.f, {}, mrd_ids()
   for i = 1, #ids do
     local mrd = ids[i]
-    states[i] = '{"mrdId":' .. jid(mrd) .. ',"state":' .. jid(agent_mrd_display(a, mrd)) ..
-      ',"reasonCode":' .. jid(nz(a.f[mrd .. '|rc'])) .. ',"activeTasks":' .. (a.f[mrd .. '|n'] or '0') ..
-      ',"maxRequests":' .. jint(agent_max(a, mrd)) ..
-      ',"stateChangeTime":' .. (a.f[mrd .. '|t'] or a.f.t or 'null') ..
-      ',"blockedBy":' .. jids(agent_mrd_blocked_by(a, mrd)) .. '}'
+    local rc, m = f[mrd .. '|rc'], mrd_get(mrd)
+    states[i] = '{"mrdId":"' .. mrd .. '","state":"' .. agent_mrd_display(a, mrd) ..
+      '","reasonCode":' .. ((rc and rc ~= '') and '"' .. rc .. '"' or 'null') ..
+      ',"activeTasks":' .. (f[mrd .. '|n'] or '0') .. ',"maxRequests":' .. jint(agent_max(a, mrd)) ..
+      ',"stateChangeTime":' .. (f[mrd .. '|t'] or f.t or 'null') .. ',"blockedBy":' ..
+      ((m and m.blockers) and jids(agent_mrd_blocked_by(a, mrd)) or '[]') .. '}'
   end
   -- (Most agents override no maxRequests: no list to sort and join.)
   local max = ''
@@ -353,9 +356,10 @@ local function agent_json(a)
     table.sort(list)
     max = table.concat(list, ',')
   end
-  return '{"id":' .. jid(a.id) .. ',"state":{"name":' .. jid(a.f.st) .. ',"reasonCode":' ..
-    jid(nz(a.f.rc)) .. '},"queues":' .. jids(a.queues) .. ',"attributes":' .. (a.f.attrs or '{}') ..
-    ',"maxRequests":{' .. max .. '},"mrdStates":' .. jlist(states) .. '}'
+  local rc = f.rc
+  return '{"id":"' .. a.id .. '","state":{"name":"' .. f.st .. '","reasonCode":' ..
+    ((rc and rc ~= '') and '"' .. rc .. '"' or 'null') .. '},"queues":' .. jids(a.queues) ..
+    ',"attributes":' .. (f.attrs or '{}') .. ',"maxRequests":{' .. max .. '},"mrdStates":' .. jlist(states) .. '}'
 end
 
 local function emit_agent(a)

@@ -197,7 +197,7 @@ local TRANSITIONS = {CREATED = true, RESERVED = true, ACCEPTED = true, DECLINED 
 local function emit_task(t, task_changed, media_ids, transition)
   if not TRANSITIONS[transition] then error('emit_task: unknown transition ' .. tostring(transition)) end
   emit('TASK_STATE_CHANGED', '{"task":' .. task_json(t) .. ',"taskStateChanged":' ..
-    jbool(task_changed) .. ',"mediaStateChanges":' .. jids(media_ids or {}) ..
+    (task_changed and 'true' or 'false') .. ',"mediaStateChanges":' .. jids(media_ids or {}) ..
     ',"transition":"' .. transition .. '"}')
   stats_task(t, media_ids, transition)
 end
