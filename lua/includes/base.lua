@@ -16,7 +16,7 @@
   rr:{t}:events        stream of the tenant's events (emit), approximate MAXLEN
   rr:{t}:counts        hash of running totals (count)
   rr:{t}:timers        sorted set of every deadline by due time (timer_add)
-  rr:{t}:tmr:wake      string expiring at the earliest deadline (timer_arm)
+  rr:{t}:tmr:wake      string, the deadline it is armed for, expiring then (timer_arm)
   rr:wake              pub/sub channel: a tenant with a new earliest deadline
 
   Domain errors are raised with fail(code, detail) before any write and come
@@ -209,26 +209,37 @@ AT_END[#AT_END + 1] = function()
 end
 
 -- Deadlines. The sorted set rr:{t}:timers is the durable truth. One key,
--- rr:{t}:tmr:wake, expires at the earliest deadline, so its keyspace
--- notification wakes the workers when it is due; fire_due arms it again for
--- the next one. A PUBLISH on rr:wake wakes a worker sleeping past a new
--- earliest deadline at once. (Removing the earliest deadline leaves the key
--- as it is: one early wake-up, which finds nothing due and re-arms.)
+-- rr:{t}:tmr:wake, holds the deadline it is armed for and expires then, at
+-- or before the earliest deadline, so its keyspace notification wakes the
+-- workers when it is due; fire_due arms it again for the next one. A
+-- PUBLISH on rr:wake wakes a worker sleeping past a new earliest deadline
+-- at once. (Removing the earliest deadline leaves the key as it is: one
+-- early wake-up, which finds nothing due and re-arms.)
 -- Members: "ttl|<taskId>", "rona|<taskId>|<mediaId>", "wrap|<taskId>",
 -- "step|<taskId>", "pref|<taskId>", "ovf|<taskId>" (keys.timer_member in Python).
 local function timer_arm(at)
   local delay = at - now_ms()
   if delay < 1 then delay = 1 end
-  redis.call('SET', key('tmr', 'wake'), '1', 'PX', istr(delay))
+  redis.call('SET', key('tmr', 'wake'), istr(at), 'PX', istr(delay))
 end
 
+-- A deadline no earlier than the armed wake-up changes neither the key nor
+-- any worker's sleep: the wake-up comes first and its fire_due re-arms for
+-- the head. So most new deadlines (a reservation's RONA, later than the
+-- deadlines before it) cost no SET and no PUBLISH, and wake no worker.
 local function timer_add(member, at)
   redis.call('ZADD', key('timers'), istr(at), member)
-  local head = redis.call('ZRANGE', key('timers'), '0', '0')
-  if head[1] == member then
-    timer_arm(at)
-    redis.call('PUBLISH', 'rr:wake', TENANT)
+  -- (An armed deadline already past on the tenant's clock, which a clock
+  -- offset or a virtual clock can leave, or a key armed before it held its
+  -- deadline, says nothing: the head decides, as it did before.)
+  local armed = tonumber(redis.call('GET', key('tmr', 'wake')) or '')
+  if armed and armed >= now_ms() then
+    if armed <= tonumber(at) then return end
+  elseif redis.call('ZRANGE', key('timers'), '0', '0')[1] ~= member then
+    return
   end
+  timer_arm(at)
+  redis.call('PUBLISH', 'rr:wake', TENANT)
 end
 
 local function timer_del(member)

@@ -125,6 +125,37 @@ async def test_one_wake_key_expires_at_the_earliest_deadline_and_is_rearmed(
         await redis.aclose()
 
 
+async def test_a_deadline_after_the_armed_wake_up_neither_rearms_nor_wakes_a_worker(
+        redis_server: RedisProcess):
+    # The armed wake-up comes first and its fire_due re-arms for the head, so
+    # a later deadline (a reservation's RONA, most of all) changes nothing;
+    # an earlier one re-arms the key and publishes on rr:wake.
+    redis = aioredis.from_url(redis_server.url, decode_responses=True)
+    engine = Engine(redis, "later")
+    wake = f"{engine.prefix}tmr:wake"
+    pubsub = redis.pubsub(ignore_subscribe_messages=True)
+    try:
+        await redis.flushall()
+        await setup_center(engine, ttl_ms=5_000)
+        await engine.put_queue("later", mrd_id="chat", agent_request_ttl_ms=60_000)
+        await engine.put_queue("soon", mrd_id="chat", agent_request_ttl_ms=300)
+        first = await engine.push_task("c-1", "sales")
+        armed = await redis.get(wake)
+        assert armed == str(first.ttl_deadline)
+        await pubsub.subscribe("rr:wake")
+        await pubsub.get_message(timeout=0.1)
+        await engine.push_task("c-2", "later")
+        assert await pubsub.get_message(timeout=0.3) is None
+        assert await redis.get(wake) == armed and 4_000 < await redis.pttl(wake) <= 5_000
+        soon = await engine.push_task("c-3", "soon")
+        msg = await pubsub.get_message(timeout=2.0)
+        assert msg is not None and msg["data"] == "later"
+        assert await redis.get(wake) == str(soon.ttl_deadline) and 0 < await redis.pttl(wake) <= 300
+    finally:
+        await pubsub.aclose()
+        await redis.aclose()
+
+
 async def test_stale_deadline_of_an_accepted_task_does_nothing(engine: Engine):
     await setup_center(engine, sla_ms=1_000, ready=True)
     t = await engine.push_task("c-1", "sales")
