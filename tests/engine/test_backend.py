@@ -161,3 +161,26 @@ async def test_the_script_runner_reloads_a_flushed_script_through_the_pipelined_
             "0", "1", "2", "3"]
     finally:
         await client.aclose()
+
+
+async def test_function_calls_are_pipelined_too_and_a_missing_function_fails_only_its_call(
+        redis_server: RedisProcess) -> None:
+    from redis.exceptions import ResponseError
+
+    client = connect(redis_server.url)
+    library = ("#!lua name=rrtestpipe\n"
+               "redis.register_function('rrtest_echo', function(keys, args) return args[1] end)")
+    try:
+        await client.function_load(library, replace=True)
+        await client.ping()
+        results = await asyncio.gather(
+            client.fcall("rrtest_echo", 1, "rr-test-k", "a"), client.fcall("rrtest_nope", 0),
+            client.fcall("rrtest_echo", 0, "b"), return_exceptions=True)
+        pool = client.connection_pool
+        made = len(pool._available_connections) + len(pool._in_use_connections)
+        await client.function_delete("rrtestpipe")
+    finally:
+        await client.aclose()
+    assert results[0] == "a" and results[2] == "b"
+    assert type(results[1]) is ResponseError and "Function not found" in str(results[1])
+    assert made == 1
