@@ -28,6 +28,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from harness import (
+    SCRIPT_CALLS,
     RawScripts,
     RedisCounters,
     load_scripts,
@@ -84,9 +85,9 @@ async def measured(redis: aioredis.Redis, name: str, scripts: int, run: Any) -> 
         "client_scripts_per_s": scripts / r["seconds"],
         "redis_cpu_us_per_script": r["redis_cpu_s"] * 1e6 / scripts,
         "redis_cpu_util": r["redis_cpu_util"],
-        "script_us_per_call": r["evalsha_usec_per_call"],
-        "evalsha_calls": r["evalsha_calls"],
-        "commands": {k: v for k, v in r["commands"].items() if k != "evalsha"},
+        "script_us_per_call": r["script_usec_per_call"],
+        "script_calls": r["script_calls"],
+        "commands": {k: v for k, v in r["commands"].items() if k not in SCRIPT_CALLS},
     }
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import lua_whatif
 import redis.asyncio as aioredis
-from harness import RawScripts, load_scripts, pipelined, task_ids
+from harness import SCRIPT_CALLS, RawScripts, load_scripts, pipelined, task_ids
 
 from redroute import Engine
 from redroute.limits import DAY_MS
@@ -52,8 +52,8 @@ async def profile(redis: aioredis.Redis, name: str, engine: Engine, k: int, buil
         c = key.removeprefix("cmdstat_")
         if c in SKIP:
             continue
-        if c == "evalsha":
-            ev = v
+        if c in SCRIPT_CALLS:
+            ev = {"calls": ev["calls"] + v["calls"], "usec": ev["usec"] + v["usec"]}
             continue
         cmds[c] = {"per_call": v["calls"] / div, "us_per_call": v["usec"] / div,
                    "us_each": v["usec_per_call"]}

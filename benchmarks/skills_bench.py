@@ -31,7 +31,15 @@ import time
 from typing import Any
 
 import redis.asyncio as aioredis
-from harness import RESULTS, RawScripts, RedisCounters, load_scripts, pipelined, start_redis
+from harness import (
+    RESULTS,
+    RawScripts,
+    RedisCounters,
+    load_scripts,
+    pipelined,
+    script_stats,
+    start_redis,
+)
 
 from redroute import Engine
 
@@ -50,7 +58,7 @@ async def timed(redis: aioredis.Redis, send: Any) -> float:
     c = RedisCounters(redis)
     await c.start()
     await send()
-    return (await c.stop())["evalsha_usec_per_call"]
+    return (await c.stop())["script_usec_per_call"]
 
 
 async def decision_costs(redis: aioredis.Redis, tenant: str, agents: int, tasks: int,
@@ -149,7 +157,7 @@ async def lifecycles(redis: aioredis.Redis, rounds: int, n: int, concurrency: in
         elapsed = time.perf_counter() - t0
         stats = await c.stop()
         done = (n // concurrency) * concurrency
-        ev = stats["commands"].get("evalsha", {"usec": 0.0})
+        ev = script_stats(stats["commands"])
         return done / elapsed, ev["usec"] / done
 
     out: dict[str, list[tuple[float, float]]] = {"plain": [], "stepped": []}

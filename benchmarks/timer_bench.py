@@ -20,7 +20,7 @@ import time
 from typing import Any
 
 import redis.asyncio as aioredis
-from harness import RawScripts, load_scripts, pipelined, summary_ms
+from harness import RawScripts, load_scripts, pipelined, script_stats, summary_ms
 from http_bench import redroute_command
 
 from redroute import Engine
@@ -156,9 +156,10 @@ async def backlog(redis: aioredis.Redis, url: str, kind: str, n: int) -> dict[st
     finally:
         stop_worker(worker)
     stats = await redis.info("commandstats")
-    ev = stats.get("cmdstat_evalsha", {"usec": 0, "calls": 0})
+    ev = script_stats({k.removeprefix("cmdstat_"): v for k, v in stats.items()})
     slow = await redis.slowlog_get(128)
-    longest = max((e["duration"] for e in slow if _cmd(e).upper().startswith("EVALSHA")), default=0)
+    longest = max((e["duration"] for e in slow if _cmd(e).upper().startswith(("EVALSHA", "FCALL"))),
+                  default=0)
     await redis.config_set("slowlog-log-slower-than", 10000)
     if len(fired) < n:
         raise RuntimeError(f"{kind} backlog: {len(fired)} of {n} fired")
@@ -168,7 +169,7 @@ async def backlog(redis: aioredis.Redis, url: str, kind: str, n: int) -> dict[st
     return {"kind": kind, "deadlines": n, "fired": len(fired), "span_ms": span_ms,
             "per_second": len(fired) / (span_ms / 1000),
             "redis_script_us_per_fired": ev["usec"] / len(fired),
-            "evalsha_calls": ev["calls"], "longest_fire_due_call_ms": longest / 1000}
+            "script_calls": ev["calls"], "longest_fire_due_call_ms": longest / 1000}
 
 
 async def run(url: str, quick: bool) -> dict[str, Any]:
