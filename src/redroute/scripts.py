@@ -16,6 +16,7 @@ import functools
 import hashlib
 import logging
 import re
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.resources import files
@@ -48,9 +49,12 @@ class Script:
     sha: str
     # (file, line) of each line of source: where an error really is.
     origins: tuple[tuple[str, int], ...] = ()
-    # The script as a block of the function library (library()): its
-    # fragments' functions made once, when the library loads.
-    block: tuple[Line, ...] = ()
+    # The script as a block of the function library (library()): the
+    # fragments' functions, made once when the library loads, and
+    # begin_call, their other top-level statements, run at each call's
+    # start (prelude); then the script's own lines, the function's body.
+    prelude: tuple[Line, ...] = ()
+    body: tuple[Line, ...] = ()
 
     def locate(self, message: str) -> str:
         """message with each composed-script line number it names replaced by
@@ -227,9 +231,9 @@ def _code_starts(path: str, text: str) -> frozenset[int]:
                      if tok == "local" and offset in starts)
 
 
-def _block(name: str, function: str, lines: list[Line], sources: dict[str, str]) -> list[Line]:
-    """Script name as a block of the function library, registered as
-    function.
+def _block(name: str, lines: list[Line], sources: dict[str, str]) -> tuple[list[Line], list[Line]]:
+    """Script name as a block of the function library: its prelude and its
+    body (see Script).
 
     Redis runs an EVALSHA script's whole chunk on every call; a library's
     chunk runs once, at FUNCTION LOAD, and its functions on every FCALL. So
@@ -264,20 +268,15 @@ def _block(name: str, function: str, lines: list[Line], sources: dict[str, str])
                 text = names + rest
             per_call.append((text, path, n))
     here = (own, 0)
-    block: list[Line] = [("do", *here), ("local KEYS, ARGV", *here)]
+    prelude: list[Line] = [("local KEYS, ARGV", *here)]
     for i in range(0, len(declared), 50):
-        block.append(("local " + ", ".join(declared[i:i + 50]), *here))
-    block += functions
-    block.append(("local function begin_call(keys, args)", *here))
-    block.append(("KEYS, ARGV = keys, args", *here))
-    block += per_call
-    block.append(("end", *here))
-    block.append((f"redis.register_function('{function}', function(KEYS, ARGV)", *here))
-    block.append(("begin_call(KEYS, ARGV)", *here))
-    block += body
-    block.append(("end)", *here))
-    block.append(("end", *here))
-    return block
+        prelude.append(("local " + ", ".join(declared[i:i + 50]), *here))
+    prelude += functions
+    prelude.append(("local function begin_call(keys, args)", *here))
+    prelude.append(("KEYS, ARGV = keys, args", *here))
+    prelude += per_call
+    prelude.append(("end", *here))
+    return prelude, body
 
 
 def lua_folder() -> Traversable:
@@ -295,8 +294,9 @@ def compose(text: str, folder: Traversable | None = None, *, name: str = "<scrip
     lines = _resolve(folder or lua_folder(), f"{name}.lua", text, sources, [f"{name}.lua"])
     lines = _prune(lines, sources)
     source = "".join(line[0] + "\n" for line in lines)
+    prelude, body = _block(name, lines, sources)
     return Script(name, source, hashlib.sha1(source.encode()).hexdigest(),
-                  tuple((path, n) for _, path, n in lines), tuple(_block(name, name, lines, sources)))
+                  tuple((path, n) for _, path, n in lines), tuple(prelude), tuple(body))
 
 
 def load_scripts(folder: Traversable | None = None) -> dict[str, Script]:
@@ -325,20 +325,21 @@ class Library:
 
 
 def library(scripts: dict[str, Script]) -> Library:
+    """scripts as one library: a do … end block per script, its prelude
+    then its function, registered as <script>_<tag>."""
     tag = hashlib.sha1("".join(scripts[n].sha for n in sorted(scripts)).encode()).hexdigest()[:12]
     name = f"redroute_{tag}"
-    lines: list[tuple[str, tuple[str, int]]] = [(f"#!lua name={name}", ("", 0))]
+    lines: list[Line] = [(f"#!lua name={name}", "", 0)]
     functions: dict[str, str] = {}
     for n in sorted(scripts):
         s = scripts[n]
         functions[n] = f"{n}_{tag}"
-        register = f"redis.register_function('{n}',"
-        for text, path, line in s.block:
-            if line == 0 and text.startswith(register):
-                text = f"redis.register_function('{functions[n]}'," + text[len(register):]
-            lines.append((text, (path, line)))
-    code = "".join(text + "\n" for text, _ in lines)
-    return Library(name, code, functions, tuple(o for _, o in lines))
+        here = (f"{n}.lua", 0)
+        lines += [("do", *here), *s.prelude,
+                  (f"redis.register_function('{functions[n]}', function(KEYS, ARGV)", *here),
+                  ("begin_call(KEYS, ARGV)", *here), *s.body, ("end)", *here), ("end", *here)]
+    code = "".join(text + "\n" for text, _, _ in lines)
+    return Library(name, code, functions, tuple((path, n) for _, path, n in lines))
 
 
 # Where a Redis without functions (before 7.0) or a library that does not
@@ -359,19 +360,19 @@ class ScriptRunner:
     def __init__(self, scripts: dict[str, Script] | None = None) -> None:
         self.scripts = scripts or load_scripts()
         self.library = library(self.scripts)
-        # Clients known to take FCALL (True) or not (False), by identity,
-        # and those told to use EVALSHA whatever they take (use_eval).
-        self._functions: dict[int, bool] = {}
-        self._eval_only: set[int] = set()
+        # Clients known to take FCALL (True) or not (False), and those told
+        # to use EVALSHA whatever they take (use_eval).
+        self._functions: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
+        self._eval_only: weakref.WeakSet[Any] = weakref.WeakSet()
 
     def uses_functions(self, redis: Any) -> bool | None:
-        return self._functions.get(id(redis))
+        return self._functions.get(redis)
 
     def use_eval(self, redis: Any) -> None:
         """Calls scripts on redis by EVALSHA from now on, as on a Redis
         without functions."""
-        self._eval_only.add(id(redis))
-        self._functions[id(redis)] = False
+        self._eval_only.add(redis)
+        self._functions[redis] = False
 
     async def load_all(self, redis: Any) -> None:
         for s in self.scripts.values():
@@ -381,7 +382,7 @@ class ScriptRunner:
     async def load_library(self, redis: Any, key: str | None = None) -> bool:
         """Loads the library on redis (on a cluster, on the node of key, or
         on every primary); whether FCALL can be used there."""
-        if id(redis) in self._eval_only:
+        if redis in self._eval_only:
             return False
         try:
             if key is not None and hasattr(redis, "get_node_from_key"):
@@ -396,24 +397,24 @@ class ScriptRunner:
             if not message.startswith(_NO_FUNCTIONS):
                 log.warning("redroute's function library did not load (%s); calling scripts by "
                             "EVALSHA", self.library.locate(message))
-        self._functions[id(redis)] = ok
+        self._functions[redis] = ok
         return ok
 
     def add(self, pipe: Any, redis: Any, name: str, keys: list[str], args: list[Any]) -> None:
         """Queues a call of script name on pipe, a pipeline of redis whose
         scripts and library are loaded (load_all)."""
-        if self._functions.get(id(redis)):
+        if self._functions.get(redis):
             pipe.fcall(self.library.functions[name], len(keys), *keys, *args)
         else:
             pipe.evalsha(self.scripts[name].sha, len(keys), *keys, *args)
 
     def locate(self, redis: Any, name: str, message: str) -> str:
-        if self._functions.get(id(redis)):
+        if self._functions.get(redis):
             return self.library.locate(message)
         return self.scripts[name].locate(message)
 
     async def call(self, redis: Any, name: str, keys: list[str], args: list[Any]) -> Any:
-        if self._functions.get(id(redis), True):
+        if self._functions.get(redis, True):
             function = self.library.functions[name]
             try:
                 try:
