@@ -184,3 +184,19 @@ async def test_function_calls_are_pipelined_too_and_a_missing_function_fails_onl
     assert results[0] == "a" and results[2] == "b"
     assert type(results[1]) is ResponseError and "Function not found" in str(results[1])
     assert made == 1
+
+
+async def test_script_calls_survive_their_pooled_connection_being_killed(
+        redis_server: RedisProcess) -> None:
+    from redroute.backend import connect_service
+
+    client = connect_service(redis_server.url)
+    admin = connect(redis_server.url)
+    try:
+        assert await client.eval("return 1", 0) == 1
+        await admin.client_kill_filter(_type="normal", skipme=True)
+        assert await asyncio.gather(*[client.eval("return ARGV[1]", 0, i) for i in range(3)]) == [
+            "0", "1", "2"]
+    finally:
+        await client.aclose()
+        await admin.aclose()
