@@ -389,6 +389,10 @@ class AutoPipelineRedis(aioredis.Redis):
     of the call path."""
 
     PIPELINED = frozenset({"EVALSHA", "EVAL", "FCALL", "EVALSHA_RO", "EVAL_RO", "FCALL_RO"})
+    # Replies are handed out 16 at a time, a loop turn between: the first
+    # callers' next calls then reach Redis while the rest are still being
+    # woken, instead of Redis idling until every caller of a batch has run.
+    dispatch_chunk = 16
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -429,13 +433,20 @@ class AutoPipelineRedis(aioredis.Redis):
                 if not future.done():
                     future.set_exception(e)
             return
-        for (_, future), reply in zip(batch, replies, strict=True):
-            if future.done():  # its caller was cancelled
-                continue
-            if isinstance(reply, Exception):
-                future.set_exception(reply)
-            else:
-                future.set_result(reply)
+        try:
+            for i, ((_, future), reply) in enumerate(zip(batch, replies, strict=True)):
+                if i and not i % self.dispatch_chunk:
+                    await asyncio.sleep(0)
+                if future.done():  # its caller was cancelled
+                    continue
+                if isinstance(reply, Exception):
+                    future.set_exception(reply)
+                else:
+                    future.set_result(reply)
+        except asyncio.CancelledError:
+            for _, future in batch:
+                future.cancel()
+            raise
 
     @staticmethod
     async def _exchange(conn: Any, batch: _Batch) -> list[Any]:
