@@ -11,6 +11,7 @@ Redis reports at a line of the composed script is reported at its source.
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import functools
 import hashlib
@@ -364,6 +365,11 @@ class ScriptRunner:
         # to use EVALSHA whatever they take (use_eval).
         self._functions: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
         self._eval_only: weakref.WeakSet[Any] = weakref.WeakSet()
+        # Per client and node: a lock and how many loads it has made, so the
+        # many calls of one pipelined batch that all meet "Function not
+        # found" load the library once (each load blocks Redis ~60 ms).
+        self._reloads: weakref.WeakKeyDictionary[Any, dict[str | None, tuple[asyncio.Lock, list[int]]]] = (
+            weakref.WeakKeyDictionary())
 
     def uses_functions(self, redis: Any) -> bool | None:
         return self._functions.get(redis)
@@ -416,6 +422,8 @@ class ScriptRunner:
     async def call(self, redis: Any, name: str, keys: list[str], args: list[Any]) -> Any:
         if self._functions.get(redis, True):
             function = self.library.functions[name]
+            lock, loads = self._reload_state(redis, keys[0] if keys else None)
+            seen = loads[0]
             try:
                 try:
                     return await redis.fcall(function, len(keys), *keys, *args)
@@ -424,7 +432,7 @@ class ScriptRunner:
                         raise
                     # A Redis that restarted empty, or failed over, or one
                     # this process has not called yet.
-                    if not await self.load_library(redis, keys[0] if keys else None):
+                    if not await self._reload(redis, keys[0] if keys else None, seen):
                         return await self._eval(redis, name, keys, args)
                 return await redis.fcall(function, len(keys), *keys, *args)
             except ResponseError as e:
@@ -433,6 +441,30 @@ class ScriptRunner:
                     raise
                 raise type(e)(located) from e
         return await self._eval(redis, name, keys, args)
+
+    def _reload_state(self, redis: Any, key: str | None) -> tuple[asyncio.Lock, list[int]]:
+        node = None
+        if key is not None and hasattr(redis, "get_node_from_key"):
+            try:
+                node = redis.get_node_from_key(key).name
+            except Exception:  # no topology yet: one state for the client
+                node = None
+        nodes = self._reloads.setdefault(redis, {})
+        if node not in nodes:
+            nodes[node] = (asyncio.Lock(), [0])
+        return nodes[node]
+
+    async def _reload(self, redis: Any, key: str | None, seen: int) -> bool:
+        """Loads the library for a call that met "Function not found" after
+        `seen` loads, unless another call has loaded it since; whether FCALL
+        can be used."""
+        lock, loads = self._reload_state(redis, key)
+        async with lock:
+            if loads[0] != seen:
+                return bool(self._functions.get(redis))
+            ok = await self.load_library(redis, key)
+            loads[0] += 1
+            return ok
 
     async def _eval(self, redis: Any, name: str, keys: list[str], args: list[Any]) -> Any:
         s = self.scripts[name]

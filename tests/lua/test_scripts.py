@@ -4,6 +4,7 @@ file and line."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -200,3 +201,21 @@ async def test_an_error_in_a_function_names_the_source_file_and_line(redis, tmp_
             await runner.call(redis, script, ["rr:{t}:"], [])
         assert f"lua/{where}" in str(err.value)
     assert runner.uses_functions(redis) is True
+
+
+async def test_calls_that_meet_a_missing_library_together_load_it_once(redis, tmp_path):
+    runner = ScriptRunner(load_scripts(lua_tree(tmp_path, STATE)))
+    assert await runner.call(redis, "seen", ["k"], ["1"]) == [2, "1", 2, "k"]
+    await redis.function_flush()
+    loads = 0
+    load = runner.load_library
+
+    async def counted(*args, **kwargs):
+        nonlocal loads
+        loads += 1
+        return await load(*args, **kwargs)
+
+    runner.load_library = counted
+    results = await asyncio.gather(*(runner.call(redis, "seen", ["k"], [str(i)]) for i in range(20)))
+    assert results == [[2, str(i), 2, "k"] for i in range(20)]
+    assert loads == 1
