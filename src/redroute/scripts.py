@@ -422,8 +422,6 @@ class ScriptRunner:
     async def call(self, redis: Any, name: str, keys: list[str], args: list[Any]) -> Any:
         if self._functions.get(redis, True):
             function = self.library.functions[name]
-            lock, loads = self._reload_state(redis, keys[0] if keys else None)
-            seen = loads[0]
             try:
                 try:
                     return await redis.fcall(function, len(keys), *keys, *args)
@@ -432,7 +430,7 @@ class ScriptRunner:
                         raise
                     # A Redis that restarted empty, or failed over, or one
                     # this process has not called yet.
-                    if not await self._reload(redis, keys[0] if keys else None, seen):
+                    if not await self._reload(redis, keys[0] if keys else None):
                         return await self._eval(redis, name, keys, args)
                 return await redis.fcall(function, len(keys), *keys, *args)
             except ResponseError as e:
@@ -454,11 +452,13 @@ class ScriptRunner:
             nodes[node] = (asyncio.Lock(), [0])
         return nodes[node]
 
-    async def _reload(self, redis: Any, key: str | None, seen: int) -> bool:
-        """Loads the library for a call that met "Function not found" after
-        `seen` loads, unless another call has loaded it since; whether FCALL
-        can be used."""
+    async def _reload(self, redis: Any, key: str | None) -> bool:
+        """Loads the library for a call that met "Function not found",
+        unless another call loads or has loaded it since; whether FCALL can
+        be used. (The calls of one batch meet it within a few loop turns,
+        well before a load ends.)"""
         lock, loads = self._reload_state(redis, key)
+        seen = loads[0]
         async with lock:
             if loads[0] != seen:
                 return bool(self._functions.get(redis))
