@@ -358,9 +358,10 @@ class ScriptRunner:
     FUNCTION, or on which the library does not load, is called by EVALSHA
     instead (logged once)."""
 
-    def __init__(self, scripts: dict[str, Script] | None = None) -> None:
+    def __init__(self, scripts: dict[str, Script] | None = None, lib: Library | None = None) -> None:
+        """lib: the library of scripts when already composed (library())."""
         self.scripts = scripts or load_scripts()
-        self.library = library(self.scripts)
+        self.library = lib or library(self.scripts)
         # Clients known to take FCALL (True) or not (False), and those told
         # to use EVALSHA whatever they take (use_eval).
         self._functions: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
@@ -387,20 +388,22 @@ class ScriptRunner:
 
     async def load_library(self, redis: Any, key: str | None = None) -> bool:
         """Loads the library on redis (on a cluster, on the node of key, or
-        on every primary); whether FCALL can be used there."""
+        on every primary); whether FCALL can be used there. A library of the
+        same name is the same code (the name carries its hash), so one that
+        is there already is not compiled again."""
         if redis in self._eval_only:
             return False
         try:
             if key is not None and hasattr(redis, "get_node_from_key"):
-                await redis.execute_command("FUNCTION LOAD", "REPLACE", self.library.code,
+                await redis.execute_command("FUNCTION LOAD", self.library.code,
                                             target_nodes=redis.get_node_from_key(key))
             else:
-                await redis.function_load(self.library.code, replace=True)
+                await redis.function_load(self.library.code)
             ok = True
         except ResponseError as e:
             message = str(e)
-            ok = False
-            if not message.startswith(_NO_FUNCTIONS):
+            ok = "already exists" in message
+            if not ok and not message.startswith(_NO_FUNCTIONS):
                 log.warning("redroute's function library did not load (%s); calling scripts by "
                             "EVALSHA", self.library.locate(message))
         self._functions[redis] = ok

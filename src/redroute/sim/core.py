@@ -172,7 +172,7 @@ class BatchingRunner(ScriptRunner):
     step instead of four. The scripts must be loaded first (load_all)."""
 
     def __init__(self, base: ScriptRunner, sim: Simulation) -> None:
-        super().__init__(base.scripts)
+        super().__init__(base.scripts, base.library)
         self._sim = sim
         self._held: list[tuple[str, list[Any], list[Any]]] = []
 
