@@ -38,11 +38,11 @@ return run(function()
   if #holders > 0 then
     fail('INVALID_TRANSITION', 'mrd ' .. id .. ' has open tasks of agents ' .. id_list(holders))
   end
+  config_changed()
   for _, x in ipairs(m.blocks or {}) do mrd_blockers_edit(x, id, false) end
   redis.call('DEL', key('mrd', id))
   config_remove('mrds', id)
-  MRD_CACHE[id] = nil
-  MRD_IDS = nil
+  config_changed()
   for _, a in ipairs(agents) do
     agent_mrd_forget(a, id)
     agent_follow_mrds(a, nil)

@@ -54,11 +54,12 @@ return run(function()
     gone[#gone + 1] = key('q', id, 'avail:' .. k)
     gone[#gone + 1] = key('q', id, 'waiting:' .. k)
   end
+  config_changed()
   redis.call('DEL', unpack(gone))
   redis.call('DEL', unpack(stats_bucket_keys(id)))
   redis.call('DEL', unpack(ewt_minute_keys(id)))
   config_remove('queues', id)
-  QUEUE_CACHE[id] = nil
+  config_changed()
   emit('QUEUE_DELETED', '{"queueId":' .. jid(id) .. '}')
   return 1
 end)

@@ -33,6 +33,7 @@ return run(function()
     mrd_must(x)
   end
   local old_blocks = (old and old.blocks) or {}
+  config_changed()
   redis.call('HSET', key('mrd', id), 'maxRequests', A[2], 'autoJoin', A[3], 'wrapUp', A[4],
     'wrapUpTimeoutMs', A[5])
   if blocks_json ~= '' then
@@ -61,8 +62,7 @@ return run(function()
   table.sort(changed)
   -- (When the blocks last changed: the checker judges offers after it only.)
   if #changed > 0 then redis.call('HSET', key('mrd', id), 'blocksAt', now_ms_str()) end
-  MRD_CACHE[id] = nil
-  MRD_IDS = nil
+  config_changed()
   local m = mrd_get(id)
   if #changed > 0 then
     local ids = redis.call('SMEMBERS', key('agents'))

@@ -75,6 +75,7 @@ return run(function()
   end
   local qk = key('queue', id)
   local old_steps = (old and redis.call('HGET', qk, 'steps')) or ''
+  config_changed()
   redis.call('HSET', qk, 'mrdId', mrd, 'agentRequestTtlMs', A[3], 'agentSlaMs', A[4],
     'agentSelectionPolicy', A[5], 'serviceLevelThresholdMs', A[6])
   if steps ~= '' then
@@ -101,7 +102,7 @@ return run(function()
   if not old then redis.call('HSET', qk, 'gen', istr(stats_next_gen())) end
   if stats_on then redis.call('HDEL', qk, 'statistics') else redis.call('HSET', qk, 'statistics', '0') end
   config_add('queues', id)
-  QUEUE_CACHE[id] = nil
+  config_changed()
   local q = queue_get(id)
   local steps_changed = old_steps ~= steps
   local replace = old and (old.pu ~= q.pu or old.overflowAfterMs ~= q.overflowAfterMs

@@ -66,6 +66,19 @@ local function run(body)
   return redis.error_reply('ERR ' .. tostring(res))
 end
 
+-- The call's one read of the tenant's clock keys and of its configuration
+-- token (rr:{t}:config:token, config.lua: what validates the configuration
+-- kept between calls), in one MGET: {virtual, offset, token}.
+local CLOCK_KEYS
+local function clock_keys()
+  local c = CLOCK_KEYS
+  if not c then
+    c = redis.call('MGET', key('clock', 'virtual'), key('clock', 'offset'), key('config', 'token'))
+    CLOCK_KEYS = c
+  end
+  return c
+end
+
 -- The tenant's clock, in ms: its virtual clock when it has one (set_clock;
 -- a simulation's tenant, which moves it from event to event), else the Redis
 -- server clock plus an offset that only tests set (to let time pass without
@@ -74,7 +87,7 @@ end
 local NOW
 local function now_ms()
   if not NOW then
-    local c = redis.call('MGET', key('clock', 'virtual'), key('clock', 'offset'))
+    local c = clock_keys()
     if c[1] then
       NOW = tonumber(c[1])
     else

@@ -25,6 +25,11 @@
                      that kind (mrds, queues or agents), for lists in id
                      order; every script that adds to or removes from the
                      set does the same here
+  rr:{t}:config:token  string, the version of the tenant's configuration
+                     (the keys above but the indexes): replaced by every
+                     script that writes it (config_changed), read with the
+                     clock (base, clock_keys); what validates the
+                     configuration the library keeps between calls
 ]]
 -- Defaults a script needs on its own, the constants of redroute.limits of
 -- the same names (a test checks they agree): the RONA timeout of a task
@@ -33,23 +38,102 @@
 local DEFAULT_AGENT_SLA_MS = 30000
 local DEFAULT_PREFERRED_AGENT_TIMEOUT_MS = 30000
 
--- A configuration hash read once per call: the fields wanted, with HMGET,
--- not HGETALL (Redis builds a Lua table of a reply element by element, so
--- half the elements cost half), made a table by decode(id, values); nil
--- when the hash does not exist (its first field is always set).
-local function config_get(cache, kind, id, fields, decode)
-  if id == nil then return nil end
-  local c = cache[id]
-  if c == nil then
-    local h = redis.call('HMGET', key(kind, id), unpack(fields))
-    c = h[1] and decode(id, h) or false
-    cache[id] = c
+-- Configuration kept between calls. A library-level local (made once when
+-- the function library loads, kept by every call after) holds, per tenant
+-- (prefix P: tenants share the Lua VM), the MRDs and queues decoded, and
+-- the MRD ids, under the token they were read with. A call trusts them only
+-- while the tenant's token (read in the call's one MGET of the clock keys)
+-- is the same: every script that writes configuration replaces the token
+-- first (config_changed). A token is the Redis server's time in µs and a
+-- count, so it never comes back after the keys are lost (FLUSHALL, keys
+-- deleted, a restore), and a tenant without one trusts nothing kept. Under
+-- EVALSHA (a Redis without functions) the chunk runs per call: what is kept
+-- lives one call. At most 64 tenants are kept: one more drops them all.
+-- What is kept is never changed by a script, but the fields derived from
+-- the same hash under the same token (queue_code's, skills.lua).
+--- @library
+local CONFIG_KEPT = {n = 0}
+
+-- The call's configuration: {token, mrd = {id -> MRD or false}, queue = {id
+-- -> queue or false}, ids = the MRD ids}, the tenant's kept one when its
+-- token holds; CONFIG_MINT the token a tenant without one gets when the call
+-- changes state; CONFIG_CHANGED when this call replaced the token.
+local CONFIG, CONFIG_MINT, CONFIG_CHANGED
+
+-- A new token: the server time in µs, and one more than the count of the
+-- token it replaces (two in the same µs, a clock set back, still differ).
+local function config_token_new()
+  local t, was = redis.call('TIME'), clock_keys()[3]
+  local n = was and tonumber(string.match(was, '%.(%d+)$')) or 0
+  return string.format('%d%06d.%d', tonumber(t[1]), tonumber(t[2]), n + 1)
+end
+
+local function config()
+  local c = CONFIG
+  if c then return c end
+  local token = clock_keys()[3]
+  if not token then
+    token = config_token_new()
+    CONFIG_MINT = token
   end
+  local kept = CONFIG_KEPT
+  c = kept[P]
+  if not c or c.token ~= token then
+    if not c then
+      if kept.n >= 64 then
+        kept = {n = 0}
+        CONFIG_KEPT = kept
+      end
+      kept.n = kept.n + 1
+    end
+    c = {token = token, mrd = {}, queue = {}}
+    kept[P] = c
+  end
+  CONFIG = c
+  return c
+end
+
+-- A script that writes configuration calls this before its first write
+-- (after every check that may fail: bad input changes nothing): the
+-- tenant's token is replaced, once per call, so no call trusts what was
+-- read before. And the call reads afresh from here on, through a cache of
+-- its own: so it calls this again after writing, before reading what it
+-- wrote.
+local function config_changed()
+  if not CONFIG_CHANGED then
+    CONFIG_CHANGED = true
+    redis.call('SET', key('config', 'token'), config_token_new())
+    CONFIG_MINT = nil
+    if CONFIG_KEPT[P] then
+      CONFIG_KEPT[P] = nil
+      CONFIG_KEPT.n = CONFIG_KEPT.n - 1
+    end
+  end
+  CONFIG = {mrd = {}, queue = {}}
+end
+
+-- A tenant without a token gets the one its call read under, when the call
+-- changed state (it emitted events): a call that fails, or only reads,
+-- writes nothing.
+local function config_mint()
+  if CONFIG_MINT and #EVENTS > 0 then redis.call('SET', key('config', 'token'), CONFIG_MINT) end
+end
+AT_END[#AT_END + 1] = config_mint
+
+-- A configuration hash, read once while its token holds: the fields
+-- wanted, with HMGET, not HGETALL (Redis builds a Lua table of a reply
+-- element by element, so half the elements cost half), made a table by
+-- decode(id, values); false when the hash does not exist (its first field
+-- is always set).
+local function config_get(cache, kind, id, fields, decode)
+  local h = redis.call('HMGET', key(kind, id), unpack(fields))
+  local c = h[1] and decode(id, h) or false
+  cache[id] = c
   return c or nil
 end
 
-local MRD_CACHE, MRD_FIELDS = {}, {'maxRequests', 'autoJoin', 'wrapUp', 'wrapUpTimeoutMs', 'blocks',
-  'blockers'}
+--- @library
+local MRD_FIELDS = {'maxRequests', 'autoJoin', 'wrapUp', 'wrapUpTimeoutMs', 'blocks', 'blockers'}
 local function mrd_decode(id, h)
   local m = {id = id, maxRequests = tonumber(h[1]), autoJoin = h[2] == '1', wrapUp = h[3] == '1',
              wrapUpTimeoutMs = tonumber(h[4])}
@@ -59,11 +143,12 @@ local function mrd_decode(id, h)
   return m
 end
 
--- (A cached MRD or queue is returned here: one call, not two, per lookup.)
 local function mrd_get(id)
-  local c = MRD_CACHE[id]
+  if id == nil then return nil end
+  local cache = (CONFIG or config()).mrd
+  local c = cache[id]
   if c ~= nil then return c or nil end
-  return config_get(MRD_CACHE, 'mrd', id, MRD_FIELDS, mrd_decode)
+  return config_get(cache, 'mrd', id, MRD_FIELDS, mrd_decode)
 end
 
 local function mrd_must(id)
@@ -87,21 +172,26 @@ local function mrd_blockers_edit(x, id, add)
   end
   if add then out[#out + 1] = id end
   table.sort(out)
+  config_changed()
   if #out == 0 then redis.call('HDEL', k, 'blockers') else redis.call('HSET', k, 'blockers', jids(out)) end
-  MRD_CACHE[x] = nil
+  config_changed()
 end
 
--- Every MRD id, in name order (the order of an agent's mrdStates).
-local MRD_IDS
+-- Every MRD id, in name order (the order of an agent's mrdStates): never
+-- changed by its caller.
 local function mrd_ids()
-  if not MRD_IDS then
-    MRD_IDS = redis.call('SMEMBERS', key('mrds'))
-    table.sort(MRD_IDS)
+  local c = CONFIG or config()
+  local ids = c.ids
+  if not ids then
+    ids = redis.call('SMEMBERS', key('mrds'))
+    table.sort(ids)
+    c.ids = ids
   end
-  return MRD_IDS
+  return ids
 end
 
-local QUEUE_CACHE, QUEUE_FIELDS = {}, {'mrdId', 'agentRequestTtlMs', 'agentSlaMs',
+--- @library
+local QUEUE_FIELDS = {'mrdId', 'agentRequestTtlMs', 'agentSlaMs',
   'agentSelectionPolicy', 'serviceLevelThresholdMs', 'stepAt', 'rtla', 'priorityUnitMs', 'maxWaiting',
   'overflowAfterMs', 'overflowQueueId', 'statistics', 'gen'}
 local function queue_decode(id, h)
@@ -119,9 +209,11 @@ local function queue_decode(id, h)
 end
 
 local function queue_get(id)
-  local c = QUEUE_CACHE[id]
+  if id == nil then return nil end
+  local cache = (CONFIG or config()).queue
+  local c = cache[id]
   if c ~= nil then return c or nil end
-  return config_get(QUEUE_CACHE, 'queue', id, QUEUE_FIELDS, queue_decode)
+  return config_get(cache, 'queue', id, QUEUE_FIELDS, queue_decode)
 end
 
 local function queue_must(id)
@@ -171,12 +263,14 @@ end
 
 -- A new MRD, queue or agent id (kind 'mrds', 'queues', 'agents').
 local function config_add(kind, id)
+  if kind ~= 'agents' then config_changed() end
   redis.call('SADD', key(kind), id)
   redis.call('ZADD', key('index', kind), '0', id)
   index_complete(kind)
 end
 
 local function config_remove(kind, id)
+  if kind ~= 'agents' then config_changed() end
   redis.call('SREM', key(kind), id)
   redis.call('ZREM', key('index', kind), id)
 end

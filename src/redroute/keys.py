@@ -100,6 +100,14 @@ class TenantKeys:
     def queues(self) -> str:
         return self.prefix + "queues"
 
+    @property
+    def config_token(self) -> str:
+        """The version of the tenant's configuration (its MRDs and queues):
+        replaced by every script that writes it; the function library
+        trusts the configuration it kept between calls only while this is
+        the same."""
+        return self.prefix + "config:token"
+
     def index(self, kind: str) -> str:
         """The ids of the set `kind` ("mrds", "queues", "agents") in id
         order (a sorted set, scores 0): what the lists page through."""

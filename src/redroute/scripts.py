@@ -30,6 +30,9 @@ from redis.exceptions import NoScriptError, ResponseError
 log = logging.getLogger(__name__)
 
 _INCLUDE = re.compile(r'^--- @include "([^"]+)"[ \t]*$')
+# Before a fragment's top-level local: the local is the library's, made once
+# when the library loads and kept between calls (library()).
+_LIBRARY = re.compile(r"^--- @library[ \t]*$")
 _FUNCTION = re.compile(r"local function ([A-Za-z_][A-Za-z0-9_]*)\(")
 # Where Redis (user_script:N) and the embedded backend ([string "…"]:N)
 # place an error in the composed script.
@@ -56,6 +59,9 @@ class Script:
     # start (prelude); then the script's own lines, the function's body.
     prelude: tuple[Line, ...] = ()
     body: tuple[Line, ...] = ()
+    # The fragments' locals marked --- @library: in the library, made once
+    # before every block and shared by all of them.
+    shared: tuple[Line, ...] = ()
 
     def locate(self, message: str) -> str:
         """message with each composed-script line number it names replaced by
@@ -232,9 +238,19 @@ def _code_starts(path: str, text: str) -> frozenset[int]:
                      if tok == "local" and offset in starts)
 
 
-def _block(name: str, lines: list[Line], sources: dict[str, str]) -> tuple[list[Line], list[Line]]:
-    """Script name as a block of the function library: its prelude and its
-    body (see Script).
+_STRING = re.compile(r"\"(?:\\.|[^\"\\])*\"|'(?:\\.|[^'\\])*'|--.*$")
+
+
+def _open_brackets(text: str) -> int:
+    """How many brackets a line of Lua opens and leaves open (negative:
+    closes), outside strings and comments."""
+    code = _STRING.sub("", text)
+    return sum(code.count(c) for c in "({[") - sum(code.count(c) for c in ")}]")
+
+
+def _block(name: str, lines: list[Line], sources: dict[str, str]) -> tuple[list[Line], list[Line], list[Line]]:
+    """Script name as a block of the function library: its prelude, its
+    body and its library-level locals (see Script).
 
     Redis runs an EVALSHA script's whole chunk on every call; a library's
     chunk runs once, at FUNCTION LOAD, and its functions on every FCALL. So
@@ -243,7 +259,10 @@ def _block(name: str, lines: list[Line], sources: dict[str, str]) -> tuple[list[
     the AT_END work) runs at the start of every call, as it does in the
     script: their locals are declared at the top of the block, so every
     function shares them, and assigned per call. The script's own lines run
-    as they are, in the function's body, with KEYS and ARGV its arguments."""
+    as they are, in the function's body, with KEYS and ARGV its arguments.
+    A fragment's top-level local on the line after "--- @library" is the
+    library's instead (state kept between calls): made once, before every
+    block, so it must name nothing but globals."""
     own = f"{name}.lua"
     spans: dict[str, list[tuple[int, int]]] = {}
     for path, text in sources.items():
@@ -252,11 +271,23 @@ def _block(name: str, lines: list[Line], sources: dict[str, str]) -> tuple[list[
     functions: list[Line] = []
     per_call: list[Line] = []
     body: list[Line] = []
+    shared: list[Line] = []
+    # After a marker: None, then the brackets the marked statement leaves open.
+    marked: int | None = None
     for text, path, n in lines:
         if path == own:
             body.append((text, path, n))
         elif any(a <= n <= b for a, b in spans[path]):
             functions.append((text, path, n))
+        elif marked is not None:
+            if marked == 0 and not (n in _code_starts(path, sources[path]) and _LOCAL.match(text)):
+                raise ScriptError(f"lua/{path}:{n}: --- @library is not followed by a top-level local")
+            marked += _open_brackets(text)
+            shared.append((text, path, n))
+            if marked <= 0:
+                marked = None
+        elif _LIBRARY.match(text):
+            marked = 0
         else:
             if n in _code_starts(path, sources[path]):
                 m = _LOCAL.match(text)
@@ -277,7 +308,7 @@ def _block(name: str, lines: list[Line], sources: dict[str, str]) -> tuple[list[
     prelude.append(("KEYS, ARGV = keys, args", *here))
     prelude += per_call
     prelude.append(("end", *here))
-    return prelude, body
+    return prelude, body, shared
 
 
 def lua_folder() -> Traversable:
@@ -295,9 +326,9 @@ def compose(text: str, folder: Traversable | None = None, *, name: str = "<scrip
     lines = _resolve(folder or lua_folder(), f"{name}.lua", text, sources, [f"{name}.lua"])
     lines = _prune(lines, sources)
     source = "".join(line[0] + "\n" for line in lines)
-    prelude, body = _block(name, lines, sources)
+    prelude, body, shared = _block(name, lines, sources)
     return Script(name, source, hashlib.sha1(source.encode()).hexdigest(),
-                  tuple((path, n) for _, path, n in lines), tuple(prelude), tuple(body))
+                  tuple((path, n) for _, path, n in lines), tuple(prelude), tuple(body), tuple(shared))
 
 
 def load_scripts(folder: Traversable | None = None) -> dict[str, Script]:
@@ -326,11 +357,18 @@ class Library:
 
 
 def library(scripts: dict[str, Script]) -> Library:
-    """scripts as one library: a do … end block per script, its prelude
-    then its function, registered as <script>_<tag>."""
+    """scripts as one library: the fragments' library-level locals (each
+    once, however many scripts include it), then a do … end block per
+    script, its prelude then its function, registered as <script>_<tag>."""
     tag = hashlib.sha1("".join(scripts[n].sha for n in sorted(scripts)).encode()).hexdigest()[:12]
     name = f"redroute_{tag}"
     lines: list[Line] = [(f"#!lua name={name}", "", 0)]
+    seen: set[tuple[str, int]] = set()
+    for n in sorted(scripts):
+        for text, path, line in scripts[n].shared:
+            if (path, line) not in seen:
+                seen.add((path, line))
+                lines.append((text, path, line))
     functions: dict[str, str] = {}
     for n in sorted(scripts):
         s = scripts[n]

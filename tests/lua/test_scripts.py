@@ -154,6 +154,38 @@ async def test_a_call_starts_with_the_fragments_state_as_the_script_does(redis, 
     assert runner.uses_functions(redis) is True
 
 
+KEPT = {
+    "includes/k.lua": ("--- @library\nlocal KEPT = {n = 0,\n  start = 0}\nlocal CALLS = 0\n"
+                       "local function keep()\n  KEPT.n = KEPT.n + 1\n  CALLS = CALLS + 1\n"
+                       "  return KEPT.n\nend\n"),
+    "kept.lua": '--- @include "includes/k"\nreturn {keep(), CALLS}\n',
+    "also.lua": '--- @include "includes/k"\nreturn {keep(), CALLS}\n',
+}
+
+
+async def test_a_local_marked_library_is_made_once_and_kept_between_calls(redis, tmp_path):
+    # ... by every script that includes it: one local of the library.
+    runner = ScriptRunner(load_scripts(lua_tree(tmp_path, KEPT)))
+    assert runner.library.code.count("local KEPT = {n = 0,") == 1
+    assert await runner.call(redis, "kept", ["k"], []) == [1, 1]
+    assert await runner.call(redis, "also", ["k"], []) == [2, 1]
+    assert await runner.call(redis, "kept", ["k"], []) == [3, 1]
+
+
+async def test_a_local_marked_library_lives_one_call_under_evalsha(redis, tmp_path):
+    runner = ScriptRunner(load_scripts(lua_tree(tmp_path, KEPT)))
+    old = NoFunctions(redis)
+    for _ in range(2):
+        assert await runner.call(old, "kept", ["k"], []) == [1, 1]
+
+
+def test_a_library_marker_not_followed_by_a_top_level_local_is_refused(tmp_path):
+    root = lua_tree(tmp_path, {"includes/k.lua": "--- @library\nKEPT = {}\n",
+                               "kept.lua": '--- @include "includes/k"\nreturn 1\n'})
+    with pytest.raises(ScriptError, match="includes/k.lua:2"):
+        load_scripts(root)
+
+
 async def test_a_flushed_library_is_loaded_again_on_first_use(redis, tmp_path):
     runner = ScriptRunner(load_scripts(lua_tree(tmp_path, STATE)))
     assert await runner.call(redis, "seen", ["k"], ["1"]) == [2, "1", 2, "k"]
