@@ -48,7 +48,8 @@ local DEFAULT_PREFERRED_AGENT_TIMEOUT_MS = 30000
 -- count, so it never comes back after the keys are lost (FLUSHALL, keys
 -- deleted, a restore), and a tenant without one trusts nothing kept. Under
 -- EVALSHA (a Redis without functions) the chunk runs per call: what is kept
--- lives one call. At most 64 tenants are kept: one more drops them all.
+-- lives one call. Memory is bounded: at most 64 tenants are kept (one more
+-- drops them all), and 256 MRDs and queues a tenant (one more drops its).
 -- What is kept is never changed by a script, but the fields derived from
 -- the same hash under the same token (queue_code's, skills.lua).
 --- @library
@@ -86,7 +87,7 @@ local function config()
       end
       kept.n = kept.n + 1
     end
-    c = {token = token, mrd = {}, queue = {}}
+    c = {token = token, mrd = {}, queue = {}, n = 0}
     kept[P] = c
   end
   CONFIG = c
@@ -109,7 +110,7 @@ local function config_changed()
       CONFIG_KEPT.n = CONFIG_KEPT.n - 1
     end
   end
-  CONFIG = {mrd = {}, queue = {}}
+  CONFIG = {mrd = {}, queue = {}, n = 0}
 end
 
 -- A tenant without a token gets the one its call read under, when the call
@@ -128,6 +129,12 @@ AT_END[#AT_END + 1] = config_mint
 local function config_get(cache, kind, id, fields, decode)
   local h = redis.call('HMGET', key(kind, id), unpack(fields))
   local c = h[1] and decode(id, h) or false
+  local cfg = CONFIG
+  if cfg.n >= 256 then
+    cfg.mrd, cfg.queue, cfg.n = {}, {}, 0
+    cache = cfg[kind]
+  end
+  cfg.n = cfg.n + 1
   cache[id] = c
   return c or nil
 end

@@ -127,3 +127,27 @@ async def test_a_hand_edit_is_seen_once_the_token_is_deleted(engine: Engine):
     await engine.redis.delete(engine.keys.config_token)
 
     assert await ttl_of_push(engine, "c-3") == 70_000
+
+
+async def test_more_tenants_than_are_kept_each_see_their_own_configuration(engine: Engine):
+    # (64 tenants are kept at most: the 65th drops them all.)
+    tenants = [Engine(engine.redis, f"t{i}") for i in range(70)]
+    for i, t in enumerate(tenants):
+        await t.put_mrd("chat")
+        await t.put_queue("sales", mrd_id="chat", agent_request_ttl_ms=1000 * (i + 1))
+    for _ in range(2):
+        for i, t in enumerate(tenants):
+            assert await ttl_of_push(t, "c-1") == 1000 * (i + 1)
+
+
+async def test_more_queues_than_are_kept_are_each_seen_as_they_are(engine: Engine):
+    # (256 MRDs and queues of a tenant are kept at most: one more drops them.)
+    await engine.put_mrd("chat")
+    n = 260
+    for i in range(n):
+        await engine.put_queue(f"q{i}", mrd_id="chat", agent_request_ttl_ms=1000 * (i + 1))
+    for _ in range(2):
+        for i in range(0, n, 7):
+            assert await ttl_of_push(engine, "c-1", f"q{i}") == 1000 * (i + 1)
+    await engine.put_queue("q0", mrd_id="chat", agent_request_ttl_ms=5)
+    assert await ttl_of_push(engine, "c-1", "q0") == 5
