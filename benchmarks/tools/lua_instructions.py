@@ -49,6 +49,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: the
 import lua_whatif  # noqa: E402
 from harness import ROOT, free_port, pipelined  # noqa: E402
 
+_GC = ("luaC_step", "luaC_fullgc")
+
 
 class Callgrind:
     """redis-server under callgrind, on a free port (never 6379)."""
@@ -76,13 +78,39 @@ class Callgrind:
 
     def counted(self) -> int:
         """Instructions since the last zero: dumps, reads the newest dump."""
+        return self.counted_gc()[0]
+
+    def counted_gc(self) -> tuple[int, int]:
+        """Instructions since the last zero, and those of them spent in Lua's
+        garbage collector (the inclusive cost of every call of luaC_step or
+        luaC_fullgc): dumps, reads the newest dump. The collector's share
+        moves by a few thousand instructions per call from run to run (when
+        a cycle ends), so a small change is compared without it."""
         self.control("-d")
         newest = max(glob.glob(f"{self.dir}/cg.{self.proc.pid}.*"), key=os.path.getmtime)
+        total, gc, names, fn, cfn, call = None, 0, {}, "", "", False
         with open(newest) as f:
             for line in f:
                 if line.startswith("summary:"):
-                    return int(line.split()[1])
-        raise RuntimeError(f"no summary in {newest}")
+                    total = int(line.split()[1])
+                elif line.startswith(("fn=(", "cfn=(")):
+                    ident, _, name = line.rstrip("\n").partition("(")[2].partition(")")
+                    name = name.strip()
+                    if name:
+                        names[ident] = name
+                    if line[0] == "f":
+                        fn = names.get(ident, "")
+                    else:
+                        cfn = names.get(ident, "")
+                elif line.startswith("calls="):
+                    call = True
+                    continue
+                elif call and cfn in _GC and fn not in _GC:
+                    gc += int(line.split()[1])
+                call = False
+        if total is None:
+            raise RuntimeError(f"no summary in {newest}")
+        return total, gc
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -115,9 +143,10 @@ def scripts_at(ref: str) -> Scripts:
 
 
 async def count(cg: Callgrind, redis: aioredis.Redis, scripts: dict[str, Script], script: str,
-                source: str, setup: lua_whatif.Setup, k: int, lib: Any = None) -> float:
+                source: str, setup: lua_whatif.Setup, k: int, lib: Any = None) -> tuple[float, float]:
     """Instructions per call of script (source: as composed, or a variant
-    of it), by FCALL of lib's function when a library is given."""
+    of it), by FCALL of lib's function when a library is given, with and
+    without Lua's garbage collector."""
     await redis.flushall()
     await redis.function_flush()
     for s in scripts.values():
@@ -138,7 +167,8 @@ async def count(cg: Callgrind, redis: aioredis.Redis, scripts: dict[str, Script]
             tenant.add(p, variant, *a)
     cg.control("-z")
     await pipelined(redis, calls, add, 32, 1)
-    return cg.counted() / len(calls)
+    total, gc = cg.counted_gc()
+    return total / len(calls), (total - gc) / len(calls)
 
 
 async def main() -> None:
@@ -159,9 +189,10 @@ async def main() -> None:
     try:
         here_set = sets["working tree"]
         noop = here_set[0]["noop"].source
-        print(f"thousands of instructions per call (K={args.k}); "
+        base, base_nogc = await count(cg, redis, here_set[0], 'noop', noop, _noop, args.k, here_set[1])
+        print(f"thousands of instructions per call (K={args.k}), with GC / GC excluded; "
               + ", ".join(f"{name}: {'FCALL' if lib else 'EVALSHA'}" for name, (_, lib) in sets.items())
-              + f"; no-op: {await count(cg, redis, here_set[0], 'noop', noop, _noop, args.k, here_set[1]) / 1e3:.0f}k")
+              + f"; no-op: {base / 1e3:.0f}k / {base_nogc / 1e3:.0f}k")
         for label, script, setup in lua_whatif.OPS:
             cells = []
             for name, (scripts, lib) in sets.items():
@@ -170,9 +201,9 @@ async def main() -> None:
                 for vname, src in [("", scripts[script].source), *variants]:
                     if src is None:
                         continue
-                    n = await count(cg, redis, scripts, script, src, setup, args.k,
-                                    None if vname else lib)
-                    cells.append(f"{name}{' ' + vname if vname else ''} {n / 1e3:.0f}k")
+                    n, nogc = await count(cg, redis, scripts, script, src, setup, args.k,
+                                          None if vname else lib)
+                    cells.append(f"{name}{' ' + vname if vname else ''} {n / 1e3:.0f}k / {nogc / 1e3:.0f}k")
             print(f"  {label:38s} " + " | ".join(cells), flush=True)
     finally:
         await redis.aclose()
