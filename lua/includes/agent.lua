@@ -63,6 +63,7 @@ local function agent_forget(id)
   AGENTS[id] = nil
 end
 
+--- @once
 AT_END[#AT_END + 1] = function()
   for id, a in pairs(AGENTS) do
     if a and next(a.dirty) then
@@ -147,6 +148,7 @@ end
 -- 2039, leaving 4096 levels. LEAST_LOADED's level is the load in 4096ths
 -- (exact between any two maxRequests up to 64); a skill score is counted
 -- from 0 to 4095.
+--- @once
 local LA_SPAN = 2199023255552  -- 2^41
 local LEVELS = 4095
 
@@ -368,7 +370,9 @@ local function emit_agent(a)
 end
 
 -- An MRD deleted: the agent's fields for it go (delete_mrd).
+--- @once
 local AGENT_MRD_FIELDS = {'st', 'rc', 'n', 'sh', 't', 'la', 'ov', 'wu'}
+
 local function agent_mrd_forget(a, mrd)
   local fields = {}
   for i, f in ipairs(AGENT_MRD_FIELDS) do

@@ -49,7 +49,9 @@ local function found(kind, id, value)
   return value
 end
 
--- Work a script defers to its end (batched writes), registered by fragments.
+-- Work a script defers to its end (batched writes), registered by fragments
+-- (once: the work reads the call's state, never keeps it).
+--- @once
 local AT_END = {}
 
 -- Runs a script body, turning fail() into an error reply; other errors pass on.
@@ -188,6 +190,7 @@ local function count(name)
   COUNTS[name] = n + 1
 end
 
+--- @once
 AT_END[#AT_END + 1] = function()
   local n = #COUNTED
   if n == 0 then return end
@@ -211,6 +214,7 @@ local function emit(etype, data)
   count(etype)
 end
 
+--- @once
 AT_END[#AT_END + 1] = function()
   local k, last = key('events'), #EVENTS - 1
   for i = 1, last - 2, 2 do

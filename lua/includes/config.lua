@@ -119,6 +119,8 @@ end
 local function config_mint()
   if CONFIG_MINT and #EVENTS > 0 then redis.call('SET', key('config', 'token'), CONFIG_MINT) end
 end
+
+--- @once
 AT_END[#AT_END + 1] = config_mint
 
 -- A configuration hash, read once while its token holds: the fields

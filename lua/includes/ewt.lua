@@ -39,6 +39,7 @@
   counted) or ends (the field is dropped). A RONA or REROUTE re-queue is
   the same request: the new task carries the prediction on.
 ]]
+--- @once
 local EWT_METHOD = 'POSITION_RATE'
 local EWT_WEIGHT = 32
 local EWT_MIN_TAKES = 10
@@ -98,6 +99,7 @@ local function ewt_format(f, v)
 end
 
 -- Only the fields that changed: an accept writes two, a take four.
+--- @once
 AT_END[#AT_END + 1] = function()
   for qid, s in pairs(EWT_STATES) do
     if s.changed then

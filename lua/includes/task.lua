@@ -62,6 +62,7 @@ local function task_must(id)
   return found('task', id, task_get(id))
 end
 
+--- @once
 local NO_ROUTING = '{"step":null,"steps":null,"nextStepAt":null,"preferredAgentId":null,"preferredUntil":null}'
 
 local function task_routing_json(t)
@@ -190,10 +191,12 @@ end
 
 -- transition: what happened (TRANSITIONS), named by the script that makes
 -- the change, so no consumer infers it from two snapshots.
+--- @once
 local TRANSITIONS = {CREATED = true, RESERVED = true, ACCEPTED = true, DECLINED = true, RONA = true,
   STEP_CHANGED = true, OVERFLOWED = true, REPRIORITIZED = true, MEDIA_ADDED = true,
   MEDIA_CLOSED = true, WRAP_UP = true, CLOSED = true, TTL_EXPIRED = true, REROUTED = true,
   TRANSFERRED = true}
+
 local function emit_task(t, task_changed, media_ids, transition)
   if not TRANSITIONS[transition] then error('emit_task: unknown transition ' .. tostring(transition)) end
   emit('TASK_STATE_CHANGED', '{"task":' .. task_json(t) .. ',"taskStateChanged":' ..

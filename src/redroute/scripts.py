@@ -54,9 +54,10 @@ class Script:
     # (file, line) of each line of source: where an error really is.
     origins: tuple[tuple[str, int], ...] = ()
     # The script as a block of the function library (library()): the
-    # fragments' functions, made once when the library loads, and
-    # begin_call, their other top-level statements, run at each call's
-    # start (prelude); then the script's own lines, the function's body.
+    # fragments' functions and what they mark @once, made once when the
+    # library loads, and begin_call, their other top-level statements, run
+    # at each call's start (prelude); then the script's own lines, the
+    # function's body.
     prelude: tuple[Line, ...] = ()
     body: tuple[Line, ...] = ()
     # The fragments' locals marked --- @library: in the library, made once
@@ -248,6 +249,39 @@ def _open_brackets(text: str) -> int:
     return sum(code.count(c) for c in "({[") - sum(code.count(c) for c in ")}]")
 
 
+_ONCE = re.compile(r"^--- @once[ \t]*$")
+
+
+@functools.lru_cache(maxsize=256)
+def _once_lines(path: str, text: str) -> frozenset[int]:
+    """The lines of text that a library runs once, when it loads: each
+    statement after a line "--- @once", up to the next blank line (see
+    lua/README.md). Refused: a marked span that is empty, holds a
+    top-level function, or does not close its blocks."""
+    lines = text.splitlines()
+    functions = [(a, b) for a, b, _ in _outline(path, text)[0].values()]
+    out: set[int] = set()
+    for i, line in enumerate(lines, 1):
+        if not _ONCE.match(line):
+            continue
+        end = i
+        while end < len(lines) and lines[end].strip():
+            end += 1
+        span = range(i + 1, end + 1)
+        if not span:
+            raise ScriptError(f"lua/{path}:{i}: @once marks no statement")
+        if any(a <= n <= b for a, b in functions for n in span):
+            raise ScriptError(f"lua/{path}:{i}: @once marks a function, which is made once anyway")
+        chunk = "\n".join(lines[i:end]) + "\n"
+        where = f"lua/{path}:{i}"
+        depth = sum(_OPENS.get(tok, 0) for _, tok in _tokens(chunk, lambda _, w=where: w))
+        if depth != 0:
+            raise ScriptError(f"lua/{path}:{i}: the statements @once marks do not close their "
+                              "blocks before the blank line that ends them")
+        out.update(span)
+    return frozenset(out)
+
+
 def _block(name: str, lines: list[Line], sources: dict[str, str]) -> tuple[list[Line], list[Line], list[Line]]:
     """Script name as a block of the function library: its prelude, its
     body and its library-level locals (see Script).
@@ -255,10 +289,12 @@ def _block(name: str, lines: list[Line], sources: dict[str, str]) -> tuple[list[
     Redis runs an EVALSHA script's whole chunk on every call; a library's
     chunk runs once, at FUNCTION LOAD, and its functions on every FCALL. So
     the fragments' top-level functions are made here once, and the rest of
-    the fragments' top-level statements (per-call state such as TASKS = {},
-    the AT_END work) runs at the start of every call, as it does in the
-    script: their locals are declared at the top of the block, so every
-    function shares them, and assigned per call. The script's own lines run
+    the fragments' top-level statements (per-call state such as TASKS = {})
+    runs at the start of every call, as it does in the script: their
+    locals are declared at the top of the block, so every function shares
+    them, and assigned per call. What a fragment marks "--- @once"
+    (constant tables, the AT_END registrations) runs once, after the
+    block's functions, when the library loads. The script's own lines run
     as they are, in the function's body, with KEYS and ARGV its arguments.
     A fragment's top-level local on the line after "--- @library" is the
     library's instead (state kept between calls): made once, before every
@@ -269,11 +305,15 @@ def _block(name: str, lines: list[Line], sources: dict[str, str]) -> tuple[list[
         spans[path] = [(a, b) for a, b, _ in _outline(path, text)[0].values()]
     declared: list[str] = []
     functions: list[Line] = []
+    once: list[Line] = []
     per_call: list[Line] = []
     body: list[Line] = []
     shared: list[Line] = []
     # After a marker: None, then the brackets the marked statement leaves open.
     marked: int | None = None
+    if _once_lines(own, sources[own]):
+        first = min(_once_lines(own, sources[own])) - 1
+        raise ScriptError(f"lua/{own}:{first}: @once is for fragments: a script's lines run per call")
     for text, path, n in lines:
         if path == own:
             body.append((text, path, n))
@@ -298,12 +338,13 @@ def _block(name: str, lines: list[Line], sources: dict[str, str]) -> tuple[list[
                 if not rest.lstrip().startswith("="):
                     rest = " = nil" + rest  # a declaration alone starts each call unset
                 text = names + rest
-            per_call.append((text, path, n))
+            (once if n in _once_lines(path, sources[path]) else per_call).append((text, path, n))
     here = (own, 0)
     prelude: list[Line] = [("local KEYS, ARGV", *here)]
     for i in range(0, len(declared), 50):
         prelude.append(("local " + ", ".join(declared[i:i + 50]), *here))
     prelude += functions
+    prelude += once
     prelude.append(("local function begin_call(keys, args)", *here))
     prelude.append(("KEYS, ARGV = keys, args", *here))
     prelude += per_call

@@ -251,3 +251,62 @@ async def test_calls_that_meet_a_missing_library_together_load_it_once(redis, tm
     results = await asyncio.gather(*(runner.call(redis, "seen", ["k"], [str(i)]) for i in range(20)))
     assert results == [[2, str(i), 2, "k"] for i in range(20)]
     assert loads == 1
+
+
+# "--- @once": statements of a fragment the library runs once, when it
+# loads (constant tables, the AT_END registrations); a script runs them on
+# every call as before.
+
+ONCE = {
+    "includes/o.lua": ("local HOOKS = {}\n--- @once\nlocal DONE = {}\n\n--- @once\n"
+                       "DONE[#DONE + 1] = function()\n  return 1\nend\n\nlocal CALLS = {}\n"),
+    "hooks.lua": '--- @include "includes/o"\nCALLS[#CALLS + 1] = ARGV[1]\nreturn {#DONE, #CALLS}\n',
+}
+
+
+async def test_what_a_fragment_marks_once_runs_once_in_the_library_and_per_call_in_a_script(redis, tmp_path):
+    scripts = load_scripts(lua_tree(tmp_path, ONCE))
+    prelude = [text for text, _, _ in scripts["hooks"].prelude]
+    begin = prelude.index("local function begin_call(keys, args)")
+    assert prelude.index("DONE = {}") < begin < prelude.index("CALLS = {}")
+    assert prelude.index("DONE[#DONE + 1] = function()") < begin
+    runner = ScriptRunner(scripts)
+    old = NoFunctions(redis)
+    for n in ("1", "2"):
+        assert await runner.call(redis, "hooks", ["k"], [n]) == [1, 1]
+        assert await runner.call(old, "hooks", ["k"], [n]) == [1, 1]
+    assert runner.uses_functions(redis) is True
+    assert runner.uses_functions(old) is False
+
+
+@pytest.mark.parametrize(("fragment", "message"), [
+    ("--- @once\nlocal function f() return 1 end\n", r"o\.lua:1: @once marks a function"),
+    ("--- @once\n\nlocal X = 1\n", r"o\.lua:1: @once marks no statement"),
+    ("--- @once\nlocal F = function()\n\n  return 1\nend\n", r"o\.lua:1: the statements @once marks do not close"),
+])
+def test_what_once_cannot_mark_is_refused(tmp_path, fragment, message):
+    root = lua_tree(tmp_path, {"includes/o.lua": fragment})
+    with pytest.raises(ScriptError, match=message):
+        compose('--- @include "includes/o"\nreturn 1\n', root, name="s")
+
+
+def test_a_script_marks_nothing_once(tmp_path):
+    with pytest.raises(ScriptError, match=r"lua/s\.lua:1: @once is for fragments"):
+        compose('--- @once\nlocal X = {}\n\nreturn X\n', lua_tree(tmp_path, {}), name="s")
+
+
+def test_every_deferred_work_of_lua_is_registered_once():
+    # A registration run per call would add to AT_END on every call of the
+    # library: each is marked @once, as is the list itself.
+    from redroute.scripts import _once_lines, lua_folder
+
+    folder = lua_folder()
+    seen = 0
+    for entry in (folder / "includes").iterdir():
+        text = entry.read_text()
+        once = _once_lines(f"includes/{entry.name}", text)
+        for n, line in enumerate(text.splitlines(), 1):
+            if line.startswith(("AT_END", "local AT_END")):
+                seen += 1
+                assert n in once, f"lua/includes/{entry.name}:{n}"
+    assert seen >= 5
