@@ -116,19 +116,25 @@ local function jid(s)
   return '"' .. s .. '"'
 end
 
--- An integer as a string, formatted once per call. redis.call formats a
--- Lua number argument with "%.17g", dearer than '%d', so
--- numbers reach it through istr; a call's events repeat the same few
--- numbers (now, deadlines, counts), which the memo formats once.
--- A string (a number read back from Redis or a task) passes as it is.
-local ISTR = {}
+-- An integer as a string. redis.call formats a Lua number argument with
+-- "%.17g", dearer than '%d', so numbers reach it through istr; a call's
+-- events repeat the same few numbers (now, deadlines, counts), which the
+-- memo formats once. A string (a number read back from Redis or a task)
+-- passes as it is, and is remembered as itself: a hit is one lookup, with
+-- no type() (which builds its answer's string). The memo is a pure
+-- function of its keys, so it outlives the call (made @once: the next
+-- calls of the same millisecond find now formatted); it starts over at
+-- ISTR_MAX entries.
+--- @once
+local ISTR, ISTR_N, ISTR_MAX = {}, 0, 256
+
 local function istr(n)
-  if type(n) == 'string' then return n end
   local s = ISTR[n]
-  if s == nil then
-    s = string.format('%d', n)
-    ISTR[n] = s
-  end
+  if s ~= nil then return s end
+  if type(n) == 'string' then s = n else s = string.format('%d', n) end
+  if ISTR_N >= ISTR_MAX then ISTR, ISTR_N = {}, 0 end
+  ISTR[n] = s
+  ISTR_N = ISTR_N + 1
   return s
 end
 

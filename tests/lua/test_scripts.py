@@ -310,3 +310,20 @@ def test_every_deferred_work_of_lua_is_registered_once():
                 seen += 1
                 assert n in once, f"lua/includes/{entry.name}:{n}"
     assert seen >= 5
+
+
+async def test_istr_memo_outlives_a_call_and_stays_bounded(redis):
+    # istr's memo (base) is kept between calls of the library: the same
+    # strings come back, and it never holds more than ISTR_MAX entries.
+    text = ('--- @include "includes/base"\n'
+            "local out = {}\n"
+            "for i = 1, 300 do out[i] = istr(i * 1000003 + tonumber(A[1])) end\n"
+            "out[#out + 1] = istr('12') .. istr(12) .. istr(1796380509689)\n"
+            "out[#out + 1] = ISTR_N\n"
+            "return out\n")
+    runner = ScriptRunner({"memo": compose(text, name="memo")})
+    for first in ("0", "7"):
+        got = await runner.call(redis, "memo", ["rr:{t}:"], ["", "", first])
+        assert got[:300] == [str(i * 1000003 + int(first)) for i in range(1, 301)]
+        assert got[300] == "12121796380509689"
+        assert 0 < got[301] <= 256
