@@ -352,6 +352,107 @@ def _block(name: str, lines: list[Line], sources: dict[str, str]) -> tuple[list[
     return prelude, body, shared
 
 
+# key(a, b, c) of base.lua written out where it is called: a Lua function call
+# costs Redis about as much as the concatenation it makes. A call is
+# written out when it is on one line, its first part is a quoted string and
+# its last part is one too, or one followed by ".." and a name or number
+# (so never nil: key() reads a missing last part as no part, which the
+# concatenation would not); other calls stay calls.
+_KEY_BASE = "includes/base.lua"
+_LITERAL = r"'[^'\\\n]*'|\"[^\"\\\n]*\""
+_KEY_FIRST = re.compile(rf"^(?:{_LITERAL})$")
+_KEY_LAST = re.compile(rf"^(?P<lit>{_LITERAL})(?:\s*\.\.\s*(?P<rest>[A-Za-z_][A-Za-z0-9_.]*|[0-9]+))?$")
+_KEY_PLAIN = re.compile(r"^(?:[A-Za-z_][A-Za-z0-9_.]*|A\[[0-9]+\])$")
+_CLOSE = {"(": ")", "[": "]", "{": "}"}
+
+
+def _key_args(text: str, start: int) -> tuple[list[str], int] | None:
+    """The arguments of the call whose "(" is at start, and the offset after
+    its ")"; None when it does not close on its line."""
+    stack, args, i, arg = [], [], start + 1, start + 1
+    while i < len(text):
+        c = text[i]
+        if c == "\n":
+            return None
+        if c in "'\"":
+            j = i + 1
+            while j < len(text) and text[j] != c:
+                if text[j] in "\\\n":
+                    return None
+                j += 1
+            i = j + 1
+            continue
+        if c in _CLOSE:
+            stack.append(_CLOSE[c])
+        elif stack and c == stack[-1]:
+            stack.pop()
+        elif not stack and c == ")":
+            args.append(text[arg:i].strip())
+            return args, i + 1
+        elif not stack and c == ",":
+            args.append(text[arg:i].strip())
+            arg = i + 1
+        i += 1
+    return None
+
+
+def _key_inline(args: list[str]) -> str | None:
+    """key(*args) as a concatenation, or None when it is to stay a call."""
+    if not 1 <= len(args) <= 3 or not _KEY_FIRST.match(args[0]):
+        return None
+    last = _KEY_LAST.match(args[-1])
+    if last is None:
+        return None
+    parts: list[tuple[bool, str]] = [(False, "P")]  # (literal, text)
+
+    def add(literal: bool, value: str) -> None:
+        if literal and parts[-1][0]:
+            parts[-1] = (True, parts[-1][1] + value)
+        else:
+            parts.append((literal, value))
+
+    add(True, args[0][1:-1])
+    if len(args) == 3:
+        add(True, ":")
+        add(False, args[1] if _KEY_PLAIN.match(args[1]) else f"({args[1]})")
+    if len(args) >= 2:
+        add(True, ":" + last.group("lit")[1:-1])
+        if last.group("rest"):
+            add(False, last.group("rest"))
+    return "(" + " .. ".join(f"'{v}'" if lit else v for lit, v in parts) + ")"
+
+
+@functools.lru_cache(maxsize=256)
+def _inline_keys(path: str, text: str) -> str:
+    """text with the key() calls it can write out written out (see above)."""
+    out, end = [], 0
+    tokens = _tokens(text, lambda o: f"lua/{path}")
+    for i, (offset, tok) in enumerate(tokens):
+        if tok != "key" or (i and tokens[i - 1][1] == "function"):
+            continue
+        before = text[:offset].rstrip()
+        if before.endswith((".", ":")):
+            continue
+        after = offset + 3
+        while after < len(text) and text[after] in " \t":
+            after += 1
+        if after >= len(text) or text[after] != "(":
+            continue
+        found = _key_args(text, after)
+        inline = found and _key_inline(found[0])
+        if found is None or inline is None:
+            continue
+        out += [text[end:offset], inline]
+        end = found[1]
+    return "".join(out) + text[end:]
+
+
+def _declares_key(text: str) -> bool:
+    tokens = _tokens(text, lambda o: "")
+    return any(tok == "key" and tokens[i - 1][1] in ("function", "local") for i, (_, tok) in enumerate(tokens)
+               if i)
+
+
 def lua_folder() -> Traversable:
     """lua/ as installed in the wheel (redroute/lua), else the source tree's."""
     installed = files("redroute") / "lua"
@@ -365,6 +466,11 @@ def compose(text: str, folder: Traversable | None = None, *, name: str = "<scrip
     folder), the functions it never reaches pruned."""
     sources: dict[str, str] = {}
     lines = _resolve(folder or lua_folder(), f"{name}.lua", text, sources, [f"{name}.lua"])
+    if _KEY_BASE in sources and not any(_declares_key(t) for p, t in sources.items() if p != _KEY_BASE):
+        # (Written out line for line: each line keeps its place.)
+        sources = {p: _inline_keys(p, t) for p, t in sources.items()}
+        written = {p: t.splitlines() for p, t in sources.items()}
+        lines = [(written[p][n - 1], p, n) for _, p, n in lines]
     lines = _prune(lines, sources)
     source = "".join(line[0] + "\n" for line in lines)
     prelude, body, shared = _block(name, lines, sources)

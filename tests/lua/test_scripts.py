@@ -327,3 +327,51 @@ async def test_istr_memo_outlives_a_call_and_stays_bounded(redis):
         assert got[:300] == [str(i * 1000003 + int(first)) for i in range(1, 301)]
         assert got[300] == "12121796380509689"
         assert 0 < got[301] <= 256
+
+
+# key() written out as a concatenation where it cannot change what it gives.
+
+KEY_BASE = ("local P = KEYS[1]\n"
+            "local function key(a, b, c)\n"
+            "  if c then return P .. a .. ':' .. b .. ':' .. c end\n"
+            "  if b then return P .. a .. ':' .. b end\n"
+            "  return P .. a\nend\n")
+
+
+def test_key_calls_with_quoted_ends_are_written_out(tmp_path):
+    root = lua_tree(tmp_path, {"includes/base.lua": KEY_BASE})
+    body = ('--- @include "includes/base"\n'
+            "local k, id, t = 'x', 'a1', {id = 'q1', n = 2}\n"
+            "-- key('in', 'a comment') stays\n"
+            "local s = \"key('in', 'a string')\"\n"
+            "return {key('events'), key(\"tmr\", 'wake'), key('q', t.id, 'avail:' .. t.n),\n"
+            "  key('q', k == 'x' and 'y' or 'z', 'w'), key('agent', id), key(k), key('agent', id,\n"
+            "  'tasks'), s}\n")
+    s = compose(body, root, name="s")
+    lines = s.source.splitlines()
+    assert len(lines) == len(s.origins)
+    assert ("return {(P .. 'events'), (P .. 'tmr:wake'), (P .. 'q:' .. t.id .. ':avail:' .. t.n),"
+            in s.source)
+    assert "(P .. 'q:' .. (k == 'x' and 'y' or 'z') .. ':w'), key('agent', id), key(k), key('agent', id," in s.source
+    assert "-- key('in', 'a comment') stays" in s.source
+    assert "local s = \"key('in', 'a string')\"" in s.source
+
+
+async def test_written_out_keys_are_the_keys_key_makes(redis, tmp_path):
+    root = lua_tree(tmp_path, {"includes/base.lua": KEY_BASE})
+    body = ('--- @include "includes/base"\n'
+            "local t, n = {id = 'q1', step = 3}, 4\n"
+            "return {key('events'), key('tmr', 'wake'), key('q', t.id, 'waiting:' .. t.step),\n"
+            "  key('st', t.id, 'h' .. n), key('q', t.id, 'avail:' .. 1), key('agent', t.id)}\n")
+    runner = ScriptRunner({"s": compose(body, root, name="s")})
+    assert await runner.call(redis, "s", ["rr:{t}:"], []) == [
+        "rr:{t}:events", "rr:{t}:tmr:wake", "rr:{t}:q:q1:waiting:3", "rr:{t}:st:q1:h4",
+        "rr:{t}:q:q1:avail:1", "rr:{t}:agent:q1"]
+
+
+def test_a_script_with_its_own_key_keeps_its_calls(tmp_path):
+    root = lua_tree(tmp_path, {"includes/base.lua": KEY_BASE})
+    body = ('--- @include "includes/base"\n'
+            "local function key(a) return a end\n"
+            "return key('events')\n")
+    assert "return key('events')" in compose(body, root, name="s").source
