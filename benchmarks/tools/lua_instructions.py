@@ -14,6 +14,9 @@ reply), as EVALSHA of `return 1` shows.
                                                         loader of a git ref
   python benchmarks/tools/lua_instructions.py --variants      lua_whatif's variants
   python benchmarks/tools/lua_instructions.py --evalsha       by EVALSHA throughout
+  python benchmarks/tools/lua_instructions.py --fixed         a call's fixed cost:
+                     also a lifecycle's scripts' begin_call alone, and with
+                     run() of an empty body, as functions of the library
 
 Calls are FCALLs of the function library, as the Engine makes them, where
 the loader (of the working tree or the ref) composes one
@@ -177,6 +180,8 @@ async def main() -> None:
     ap.add_argument("--variants", action="store_true", help="also lua_whatif's what-if variants")
     ap.add_argument("-k", type=int, default=200, help="calls per count (default 200)")
     ap.add_argument("--evalsha", action="store_true", help="call every script by EVALSHA")
+    ap.add_argument("--fixed", action="store_true",
+                    help="also the begin_call of push, accept and close alone, and with run() of an empty body")
     args = ap.parse_args()
     here = load_scripts()
     sets: dict[str, Scripts] = {"working tree": (here, library(here))}
@@ -193,6 +198,16 @@ async def main() -> None:
         print(f"thousands of instructions per call (K={args.k}), with GC / GC excluded; "
               + ", ".join(f"{name}: {'FCALL' if lib else 'EVALSHA'}" for name, (_, lib) in sets.items())
               + f"; no-op: {base / 1e3:.0f}k / {base_nogc / 1e3:.0f}k")
+        if args.fixed:
+            for script in FIXED:
+                for part, body in (("begin_call", "return 1"), ("begin_call + run()", "return run(function() return 1 end)")):
+                    cells = []
+                    for name, (_, lib) in sets.items():
+                        if lib is None:
+                            continue
+                        n, nogc = await count_fixed(cg, redis, lib, script, body, args.k)
+                        cells.append(f"{name} {n / 1e3:.0f}k / {nogc / 1e3:.0f}k")
+                    print(f"  {part + ' of ' + script:38s} " + " | ".join(cells), flush=True)
         for label, script, setup in lua_whatif.OPS:
             cells = []
             for name, (scripts, lib) in sets.items():
@@ -208,6 +223,29 @@ async def main() -> None:
     finally:
         await redis.aclose()
         cg.stop()
+
+
+FIXED = ("push_task", "accept_task", "close_media")
+
+
+async def count_fixed(cg: Callgrind, redis: aioredis.Redis, lib: Any, script: str, body: str,
+                      k: int) -> tuple[float, float]:
+    """Instructions per FCALL of a function added to lib's block of script:
+    its begin_call, then body (as push_task's arguments come)."""
+    register = f"redis.register_function('{lib.functions[script]}',"
+    extra = f"redis.register_function('fixed_cost', function(KEYS, ARGV) begin_call(KEYS, ARGV) {body} end)"
+    code = lib.code.replace(register, extra + "\n" + register, 1)
+    await redis.flushall()
+    await redis.function_flush()
+    await redis.function_load(code)
+    calls = [["sales", f"c-{i}", "1", "", "{}", "{}", "INBOUND", "", "", ""] for i in range(k)]
+
+    def add(p: Any, a: list[Any]) -> None:
+        p.fcall("fixed_cost", 1, "rr:{cg}:", lua_whatif.MAXLEN, lua_whatif.RETENTION, *a)
+    cg.control("-z")
+    await pipelined(redis, calls, add, 32, 1)
+    total, gc = cg.counted_gc()
+    return total / len(calls), (total - gc) / len(calls)
 
 
 async def _noop(t: lua_whatif.Tenant, k: int) -> list[list[Any]]:
