@@ -370,7 +370,7 @@ local function emit_agent(a)
 end
 
 -- An MRD deleted: the agent's fields for it go (delete_mrd).
---- @once
+--- @library
 local AGENT_MRD_FIELDS = {'st', 'rc', 'n', 'sh', 't', 'la', 'ov', 'wu'}
 
 local function agent_mrd_forget(a, mrd)

@@ -122,10 +122,10 @@ end
 -- memo formats once. A string (a number read back from Redis or a task)
 -- passes as it is, and is remembered as itself: a hit is one lookup, with
 -- no type() (which builds its answer's string). The memo is a pure
--- function of its keys, so it outlives the call (made @once: the next
+-- function of its keys, so the library keeps it between calls (the next
 -- calls of the same millisecond find now formatted); it starts over at
 -- ISTR_MAX entries.
---- @once
+--- @library
 local ISTR, ISTR_N, ISTR_MAX = {}, 0, 256
 
 local function istr(n)

@@ -191,7 +191,7 @@ end
 
 -- transition: what happened (TRANSITIONS), named by the script that makes
 -- the change, so no consumer infers it from two snapshots.
---- @once
+--- @library
 local TRANSITIONS = {CREATED = true, RESERVED = true, ACCEPTED = true, DECLINED = true, RONA = true,
   STEP_CHANGED = true, OVERFLOWED = true, REPRIORITIZED = true, MEDIA_ADDED = true,
   MEDIA_CLOSED = true, WRAP_UP = true, CLOSED = true, TTL_EXPIRED = true, REROUTED = true,

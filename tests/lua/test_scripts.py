@@ -312,8 +312,8 @@ def test_every_deferred_work_of_lua_is_registered_once():
     assert seen >= 5
 
 
-async def test_istr_memo_outlives_a_call_and_stays_bounded(redis):
-    # istr's memo (base) is kept between calls of the library: the same
+async def test_istr_memo_is_kept_between_calls_and_stays_bounded(redis):
+    # istr's memo (base, @library) is kept between calls: the same
     # strings come back, and it never holds more than ISTR_MAX entries.
     text = ('--- @include "includes/base"\n'
             "local out = {}\n"
