@@ -24,6 +24,16 @@
   NOT_FOUND, INVALID_TRANSITION, QUEUE_FULL. Ids reaching a script are already checked by
   the Python layer to contain no ':' so they cannot alias another key type.
 ]]
+-- Redis' API and the Lua functions the scripts call most, as locals set
+-- at the start of each call: in a Functions library the globals table is
+-- empty and a global name is looked up through its metatable's __index
+-- (where Redis keeps the real globals) on every use; a local is an upvalue.
+-- Read from _G, the real globals table, as a library declares these
+-- locals before the functions that use them (lua/README.md).
+local G = _G
+local redis, cjson, string, table, math = G.redis, G.cjson, G.string, G.table, G.math
+local tonumber, tostring, type, ipairs, pairs, unpack, next = G.tonumber, G.tostring, G.type,
+  G.ipairs, G.pairs, G.unpack, G.next
 local P = KEYS[1]
 local TENANT = string.sub(P, 5, -3)
 local MAXLEN = ARGV[1]

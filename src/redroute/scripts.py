@@ -509,7 +509,10 @@ def library(scripts: dict[str, Script]) -> Library:
     script, its prelude then its function, registered as <script>_<tag>."""
     tag = hashlib.sha1("".join(scripts[n].sha for n in sorted(scripts)).encode()).hexdigest()[:12]
     name = f"redroute_{tag}"
-    lines: list[Line] = [(f"#!lua name={name}", "", 0)]
+    # The load-time API's register_function, held before any block: a block
+    # may declare its own `redis` (base.lua's local of the call's API).
+    lines: list[Line] = [(f"#!lua name={name}", "", 0),
+                         ("local register_function = redis.register_function", "", 0)]
     seen: set[tuple[str, int]] = set()
     for n in sorted(scripts):
         for text, path, line in scripts[n].shared:
@@ -522,7 +525,7 @@ def library(scripts: dict[str, Script]) -> Library:
         functions[n] = f"{n}_{tag}"
         here = (f"{n}.lua", 0)
         lines += [("do", *here), *s.prelude,
-                  (f"redis.register_function('{functions[n]}', function(KEYS, ARGV)", *here),
+                  (f"register_function('{functions[n]}', function(KEYS, ARGV)", *here),
                   ("begin_call(KEYS, ARGV)", *here), *s.body, ("end)", *here), ("end", *here)]
     code = "".join(text + "\n" for text, _, _ in lines)
     return Library(name, code, functions, tuple((path, n) for _, path, n in lines))
