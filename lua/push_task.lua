@@ -70,7 +70,7 @@ return run(function()
     mrdId = q.mrdId, priority = A[3], ttlDeadline = istr(now_ms() + ttl),
     metadata = A[6], session = A[5], mediaState = 'QUEUED',
     pref = pref, prefUntil = pref and istr(now_ms() + pref_ms)})
-  emit_task(t, true, {t.media[1].id}, 'CREATED')
+  emit_task(t, true, {t.media[1].id}, 'CREATED', true)
   route_task(t)
   if idem ~= '' then
     redis.call('SET', key('idem', idem), t.id .. '|' .. request, 'PX', RETENTION)

@@ -79,6 +79,7 @@ local TASK_JSON = {}
 
 -- The task's integer fields are strings (above): they go into its JSON as
 -- they are, null when absent, with no call to jint or jid per field.
+-- (The first media's JSON is written in line in task_json_in: the two agree.)
 local function media_json(m)
   local q = m.queueId
   return '{"id":"' .. m.id .. '","mrdId":"' .. m.mrdId .. '","state":"' .. m.state ..
@@ -86,31 +87,42 @@ local function media_json(m)
     ',"answerTime":' .. (m.answerTime or 'null') .. ',"requestSession":' .. (m.session or '{}') .. '}'
 end
 
+-- The task's API JSON between pre and post, made in one concatenation: Redis'
+-- Lua hashes every byte of every string it makes, so the JSON of an event
+-- that embeds it is made without making the task's JSON on its own first,
+-- and the first media (most tasks have only one) is written in line, not
+-- made as a string and copied.
+local function task_json_in(t, pre, post)
+  local media = t.media
+  local m, rest = media[1], ''
+  if #media > 1 then
+    local ms = {}
+    for i = 2, #media do ms[i - 1] = media_json(media[i]) end
+    rest = ',' .. table.concat(ms, ',')
+  end
+  -- Fields that are never null are quoted in line: one string built, not one
+  -- per field. (A name and its quotes: x and '"' or '', x or 'null'.)
+  local reason, to, q, mq = t.reason, t.assignedTo, t.queueId, m.queueId
+  return pre .. '{"id":"' .. t.id .. '","requestId":"' .. t.requestId ..
+    '","conversationId":"' .. t.conversationId ..
+    '","state":{"name":"' .. t.state .. '","reasonCode":' .. (reason and '"' or '') .. (reason or 'null') ..
+    (reason and '"' or '') .. '},"assignedTo":' .. (to and '"' or '') .. (to or 'null') .. (to and '"' or '') ..
+    ',"type":{"direction":"' .. t.direction .. '","mode":"' .. t.mode .. '"}' ..
+    ',"queueId":' .. (q and '"' or '') .. (q or 'null') .. (q and '"' or '') .. ',"mrdId":"' .. t.mrdId ..
+    '","priority":' .. (t.priority or 'null') ..
+    ',"activeMedia":[{"id":"' .. m.id .. '","mrdId":"' .. m.mrdId .. '","state":"' .. m.state ..
+    '","queueId":' .. (mq and '"' or '') .. (mq or 'null') .. (mq and '"' or '') ..
+    ',"enqueueTime":' .. (m.enqueueTime or 'null') .. ',"answerTime":' .. (m.answerTime or 'null') ..
+    ',"requestSession":' .. (m.session or '{}') .. '}' .. rest .. ']' ..
+    ',"enqueueTime":' .. (t.enqueueTime or 'null') .. ',"ttlDeadline":' .. (t.ttlDeadline or 'null') ..
+    ',"createdAt":' .. (t.createdAt or 'null') .. ',"updatedAt":' .. (t.updatedAt or 'null') ..
+    ',"metadata":' .. (t.metadata or '{}') .. ',"routing":' .. task_routing_json(t) .. '}' .. post
+end
+
 local function task_json(t)
   local j = TASK_JSON[t]
   if j then return j end
-  -- (A task of one media, most, builds no list of them.)
-  local media, ms = t.media, nil
-  if #media == 1 then
-    ms = media_json(media[1])
-  else
-    ms = {}
-    for i, m in ipairs(media) do ms[i] = media_json(m) end
-    ms = table.concat(ms, ',')
-  end
-  -- Fields that are never null are quoted in line: one string built, not one
-  -- per field.
-  local reason, to, q = t.reason, t.assignedTo, t.queueId
-  j = '{"id":"' .. t.id .. '","requestId":"' .. t.requestId ..
-    '","conversationId":"' .. t.conversationId ..
-    '","state":{"name":"' .. t.state .. '","reasonCode":' .. (reason and '"' .. reason .. '"' or 'null') .. '}' ..
-    ',"assignedTo":' .. (to and '"' .. to .. '"' or 'null') ..
-    ',"type":{"direction":"' .. t.direction .. '","mode":"' .. t.mode .. '"}' ..
-    ',"queueId":' .. (q and '"' .. q .. '"' or 'null') .. ',"mrdId":"' .. t.mrdId ..
-    '","priority":' .. (t.priority or 'null') .. ',"activeMedia":[' .. ms .. ']' ..
-    ',"enqueueTime":' .. (t.enqueueTime or 'null') .. ',"ttlDeadline":' .. (t.ttlDeadline or 'null') ..
-    ',"createdAt":' .. (t.createdAt or 'null') .. ',"updatedAt":' .. (t.updatedAt or 'null') ..
-    ',"metadata":' .. (t.metadata or '{}') .. ',"routing":' .. task_routing_json(t) .. '}'
+  j = task_json_in(t, '', '')
   TASK_JSON[t] = j
   return j
 end
@@ -197,11 +209,19 @@ local TRANSITIONS = {CREATED = true, RESERVED = true, ACCEPTED = true, DECLINED 
   MEDIA_CLOSED = true, WRAP_UP = true, CLOSED = true, TTL_EXPIRED = true, REROUTED = true,
   TRANSFERRED = true}
 
-local function emit_task(t, task_changed, media_ids, transition)
+-- once: the caller reads no task_json(t) before t is saved again (a new
+-- task routed next, which saves it): the event is then made with the task's
+-- JSON in line, not from the task's JSON made and kept first.
+local function emit_task(t, task_changed, media_ids, transition, once)
   if not TRANSITIONS[transition] then error('emit_task: unknown transition ' .. tostring(transition)) end
-  emit('TASK_STATE_CHANGED', '{"task":' .. task_json(t) .. ',"taskStateChanged":' ..
-    (task_changed and 'true' or 'false') .. ',"mediaStateChanges":' .. jids(media_ids or {}) ..
-    ',"transition":"' .. transition .. '"}')
+  local j, changed, ids = TASK_JSON[t], task_changed and 'true' or 'false', jids(media_ids or {})
+  if j == nil and once then
+    emit('TASK_STATE_CHANGED', task_json_in(t, '{"task":', ',"taskStateChanged":' .. changed ..
+      ',"mediaStateChanges":' .. ids .. ',"transition":"' .. transition .. '"}'))
+  else
+    emit('TASK_STATE_CHANGED', '{"task":' .. (j or task_json(t)) .. ',"taskStateChanged":' .. changed ..
+      ',"mediaStateChanges":' .. ids .. ',"transition":"' .. transition .. '"}')
+  end
   stats_task(t, media_ids, transition)
 end
 
