@@ -337,19 +337,25 @@ local function agent_follow_mrds(a, rc)
   end
 end
 
--- (Ids, states and reasons in line, as task_json does; an MRD that no other
--- blocks shows its blockedBy without building the list.)
-local function agent_json(a)
-  local f, states, ids = a.f, {}, mrd_ids()
-  for i = 1, #ids do
-    local mrd = ids[i]
-    local rc, m = f[mrd .. '|rc'], mrd_get(mrd)
-    states[i] = '{"mrdId":"' .. mrd .. '","state":"' .. agent_mrd_display(a, mrd) ..
-      '","reasonCode":' .. ((rc and rc ~= '') and '"' .. rc .. '"' or 'null') ..
-      ',"activeTasks":' .. (f[mrd .. '|n'] or '0') .. ',"maxRequests":' .. jint(agent_max(a, mrd)) ..
-      ',"stateChangeTime":' .. (f[mrd .. '|t'] or f.t or 'null') .. ',"blockedBy":' ..
-      ((m and m.blockers) and jids(agent_mrd_blocked_by(a, mrd)) or '[]') .. '}'
-  end
+-- One MRD's state in the agent's JSON: that of every MRD after the first
+-- (agent_json_in writes the first in line; the two agree).
+local function agent_mrd_json(a, mrd)
+  local f, m = a.f, mrd_get(mrd)
+  local rc = f[mrd .. '|rc']
+  return '{"mrdId":"' .. mrd .. '","state":"' .. agent_mrd_display(a, mrd) ..
+    '","reasonCode":' .. ((rc and rc ~= '') and '"' .. rc .. '"' or 'null') ..
+    ',"activeTasks":' .. (f[mrd .. '|n'] or '0') .. ',"maxRequests":' .. jint(agent_max(a, mrd)) ..
+    ',"stateChangeTime":' .. (f[mrd .. '|t'] or f.t or 'null') .. ',"blockedBy":' ..
+    ((m and m.blockers) and jids(agent_mrd_blocked_by(a, mrd)) or '[]') .. '}'
+end
+
+-- The agent's API JSON between pre and post, in one concatenation, as
+-- task_json_in: ids, states and reasons in line, the first MRD's state too
+-- (most tenants have one), and an MRD that no other blocks shows its
+-- blockedBy without building the list. (A name and its quotes: x and '"'
+-- or '', x or 'null'.)
+local function agent_json_in(a, pre, post)
+  local f, ids = a.f, mrd_ids()
   -- (Most agents override no maxRequests: no list to sort and join.)
   local max = ''
   if next(a.max) then
@@ -358,15 +364,41 @@ local function agent_json(a)
     table.sort(list)
     max = table.concat(list, ',')
   end
-  local rc = f.rc
-  return '{"id":"' .. a.id .. '","state":{"name":"' .. f.st .. '","reasonCode":' ..
-    ((rc and rc ~= '') and '"' .. rc .. '"' or 'null') .. '},"queues":' .. jids(a.queues) ..
-    ',"attributes":' .. (f.attrs or '{}') .. ',"maxRequests":{' .. max .. '},"mrdStates":' .. jlist(states) .. '}'
+  local rc, queues = f.rc, a.queues
+  if rc == '' then rc = nil end
+  local q1 = #queues == 1 and queues[1]
+  local mrd = ids[1]
+  if not mrd then
+    return pre .. '{"id":"' .. a.id .. '","state":{"name":"' .. f.st .. '","reasonCode":' ..
+      (rc and '"' or '') .. (rc or 'null') .. (rc and '"' or '') .. '},"queues":' .. jids(queues) ..
+      ',"attributes":' .. (f.attrs or '{}') .. ',"maxRequests":{' .. max .. '},"mrdStates":[]}' .. post
+  end
+  local rest = ''
+  if #ids > 1 then
+    local states = {}
+    for i = 2, #ids do states[i - 1] = agent_mrd_json(a, ids[i]) end
+    rest = ',' .. table.concat(states, ',')
+  end
+  local m, mrc = mrd_get(mrd), f[mrd .. '|rc']
+  if mrc == '' then mrc = nil end
+  return pre .. '{"id":"' .. a.id .. '","state":{"name":"' .. f.st .. '","reasonCode":' ..
+    (rc and '"' or '') .. (rc or 'null') .. (rc and '"' or '') .. '},"queues":' ..
+    (q1 and '["' or '') .. (q1 or jids(queues)) .. (q1 and '"]' or '') ..
+    ',"attributes":' .. (f.attrs or '{}') .. ',"maxRequests":{' .. max ..
+    '},"mrdStates":[{"mrdId":"' .. mrd .. '","state":"' .. agent_mrd_display(a, mrd) .. '","reasonCode":' ..
+    (mrc and '"' or '') .. (mrc or 'null') .. (mrc and '"' or '') ..
+    ',"activeTasks":' .. (f[mrd .. '|n'] or '0') .. ',"maxRequests":' .. jint(agent_max(a, mrd)) ..
+    ',"stateChangeTime":' .. (f[mrd .. '|t'] or f.t or 'null') .. ',"blockedBy":' ..
+    ((m and m.blockers) and jids(agent_mrd_blocked_by(a, mrd)) or '[]') .. '}' .. rest .. ']}' .. post
+end
+
+local function agent_json(a)
+  return agent_json_in(a, '', '')
 end
 
 local function emit_agent(a)
   a.blocks_shown = nil
-  emit('AGENT_STATE_CHANGED', '{"agent":' .. agent_json(a) .. '}')
+  emit('AGENT_STATE_CHANGED', agent_json_in(a, '{"agent":', '}'))
 end
 
 -- An MRD deleted: the agent's fields for it go (delete_mrd).
