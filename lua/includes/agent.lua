@@ -44,6 +44,26 @@ end
 -- the same, current table.
 local AGENTS = {}
 
+-- An agent's queues and max fields decoded, by their JSON text: most calls
+-- read an agent, whose fields rarely change, and few agents' lists differ.
+-- A pure function of its keys, so the library keeps it between calls (see
+-- istr); it starts over at AGENT_DECODED_MAX entries. What it hands out is
+-- shared by every agent read with the same text, and by later calls: a
+-- script never changes a.queues or a.max in place (put_agent writes the
+-- fields and reads the agent again).
+--- @library
+local AGENT_DECODED, AGENT_DECODED_N, AGENT_DECODED_MAX = {}, 0, 256
+
+local function agent_decoded(s)
+  local v = AGENT_DECODED[s]
+  if v ~= nil then return v end
+  v = cjson.decode(s)
+  if AGENT_DECODED_N >= AGENT_DECODED_MAX then AGENT_DECODED, AGENT_DECODED_N = {}, 0 end
+  AGENT_DECODED[s] = v
+  AGENT_DECODED_N = AGENT_DECODED_N + 1
+  return v
+end
+
 local function agent_get(id)
   local a = AGENTS[id]
   if a ~= nil then return a or nil end
@@ -52,7 +72,7 @@ local function agent_get(id)
     AGENTS[id] = false
     return nil
   end
-  a = {id = id, f = f, queues = cjson.decode(f.queues or '[]'), max = cjson.decode(f.max or '{}'),
+  a = {id = id, f = f, queues = agent_decoded(f.queues or '[]'), max = agent_decoded(f.max or '{}'),
        dirty = {}}
   AGENTS[id] = a
   return a
