@@ -238,7 +238,7 @@ local function reserve(t, m, a, created)
   stats_hold_moved(t, nil)
   task_save(t)
   emit_task(t, created, {m.id}, created and 'CREATED' or 'RESERVED')
-  emit('AGENT_RESERVED', '{"task":' .. task_json(t) .. ',"agentId":' .. jid(a.id) .. '}')
+  emit('AGENT_RESERVED', '{"task":' .. task_json(t) .. ',"agentId":"' .. a.id .. '"}')
   emit_agent(a)
 end
 

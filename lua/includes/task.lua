@@ -214,13 +214,16 @@ local TRANSITIONS = {CREATED = true, RESERVED = true, ACCEPTED = true, DECLINED 
 -- JSON in line, not from the task's JSON made and kept first.
 local function emit_task(t, task_changed, media_ids, transition, once)
   if not TRANSITIONS[transition] then error('emit_task: unknown transition ' .. tostring(transition)) end
-  local j, changed, ids = TASK_JSON[t], task_changed and 'true' or 'false', jids(media_ids or {})
+  -- (One media changed, most events: its id in line, no list made.)
+  local j, changed, id1 = TASK_JSON[t], task_changed and 'true' or 'false', media_ids and #media_ids == 1 and media_ids[1]
+  local ids = id1 or jids(media_ids or {})
+  local q1, q2 = id1 and '["' or '', id1 and '"]' or ''
   if j == nil and once then
     emit('TASK_STATE_CHANGED', task_json_in(t, '{"task":', ',"taskStateChanged":' .. changed ..
-      ',"mediaStateChanges":' .. ids .. ',"transition":"' .. transition .. '"}'))
+      ',"mediaStateChanges":' .. q1 .. ids .. q2 .. ',"transition":"' .. transition .. '"}'))
   else
     emit('TASK_STATE_CHANGED', '{"task":' .. (j or task_json(t)) .. ',"taskStateChanged":' .. changed ..
-      ',"mediaStateChanges":' .. ids .. ',"transition":"' .. transition .. '"}')
+      ',"mediaStateChanges":' .. q1 .. ids .. q2 .. ',"transition":"' .. transition .. '"}')
   end
   stats_task(t, media_ids, transition)
 end
