@@ -126,8 +126,24 @@ local function agent_mrd_base(a, mrd)
   return 'NOT_READY'
 end
 
+-- An agent's counts (m|n, m|wu) as numbers: tonumber is dear (Lua 5.1 runs
+-- strtod twice), and counts take few values. A pure function of its keys,
+-- so the library keeps it between calls (see istr); it starts over at 256
+-- entries. Read as AGENT_COUNT[s] or agent_count(s): a hit makes no call.
+--- @library
+local AGENT_COUNT, AGENT_COUNT_N = {}, 0
+
+local function agent_count(s)
+  local n = tonumber(s)
+  if AGENT_COUNT_N >= 256 then AGENT_COUNT, AGENT_COUNT_N = {}, 0 end
+  AGENT_COUNT[s] = n
+  AGENT_COUNT_N = AGENT_COUNT_N + 1
+  return n
+end
+
 local function agent_mrd_count(a, mrd)
-  return tonumber(a.f[mrd .. '|n'] or '0')
+  local s = a.f[mrd .. '|n'] or '0'
+  return AGENT_COUNT[s] or agent_count(s)
 end
 
 local function agent_mrd_display(a, mrd)
@@ -141,7 +157,8 @@ end
 
 -- Open medias the agent holds on the MRD (its slots less its WRAP_UP tasks).
 local function agent_mrd_open(a, mrd)
-  return agent_mrd_count(a, mrd) - tonumber(a.f[mrd .. '|wu'] or '0')
+  local wu = a.f[mrd .. '|wu'] or '0'
+  return agent_mrd_count(a, mrd) - (AGENT_COUNT[wu] or agent_count(wu))
 end
 
 -- The MRDs blocking mrd for the agent now (MRD blocks), in id order.
