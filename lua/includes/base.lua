@@ -96,6 +96,12 @@ end
 -- server clock plus an offset that only tests set (to let time pass without
 -- sleeping). Both keys are the tenant's own, read in one MGET; every script
 -- reads time here alone, so no path differs between the two clocks.
+-- (TIME's seconds change once a second: the library keeps the last ones
+-- read and their ms, so most calls make one tonumber, of the µs; and no
+-- offset, the rule outside tests, makes none.)
+--- @library
+local CLOCK_S, CLOCK_S_MS = '', 0
+
 local NOW
 local function now_ms()
   if not NOW then
@@ -103,8 +109,10 @@ local function now_ms()
     if c[1] then
       NOW = tonumber(c[1])
     else
-      local t = redis.call('TIME')
-      NOW = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(c[2] or '0')
+      local t, offset = redis.call('TIME'), c[2]
+      local s = t[1]
+      if s ~= CLOCK_S then CLOCK_S, CLOCK_S_MS = s, tonumber(s) * 1000 end
+      NOW = CLOCK_S_MS + math.floor(tonumber(t[2]) / 1000) + (offset and tonumber(offset) or 0)
     end
   end
   return NOW
