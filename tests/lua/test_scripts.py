@@ -329,6 +329,49 @@ async def test_istr_memo_is_kept_between_calls_and_stays_bounded(redis):
         assert 0 < got[301] <= 256
 
 
+async def test_agent_memos_are_kept_between_calls_and_stay_bounded(redis):
+    # agent's memos (@library): decoded queues/max by JSON text, counts by
+    # their text; the same values come back from the second call, a decoded
+    # list is one table for one text, and neither holds more than 256.
+    text = ('--- @include "includes/agent"\n'
+            "local out = {}\n"
+            "for i = 1, 300 do\n"
+            "  local s = tostring(i + tonumber(A[1]))\n"
+            "  out[#out + 1] = agent_count(s) + (AGENT_COUNT[s] or 0)\n"
+            "  out[#out + 1] = agent_decoded('[\"q' .. s .. '\"]')[1]\n"
+            "end\n"
+            "out[#out + 1] = tostring(agent_decoded('[\"x\"]') == agent_decoded('[\"x\"]'))\n"
+            "out[#out + 1] = AGENT_COUNT_N\n"
+            "out[#out + 1] = AGENT_DECODED_N\n"
+            "return out\n")
+    runner = ScriptRunner({"memo": compose(text, name="memo")})
+    for first in ("0", "0", "9"):
+        got = await runner.call(redis, "memo", ["rr:{t}:"], ["", "", first])
+        n = int(first)
+        assert got[:600:2] == [2 * (i + n) for i in range(1, 301)]
+        assert got[1:600:2] == [f"q{i + n}" for i in range(1, 301)]
+        assert got[600] == "true"
+        assert 0 < got[601] <= 256 and 0 < got[602] <= 256
+
+
+GLOBALS_AS_LOCALS = {
+    "includes/g.lua": ("local G = _G\n"
+                       "local redis, tonumber = G.redis, G.tonumber\n"
+                       "local function get(k) return redis.call('GET', k) end\n"),
+    "g.lua": '--- @include "includes/g"\nreturn {get(KEYS[1]) or "none", tonumber(ARGV[1]) + 1}\n',
+}
+
+
+async def test_a_fragment_may_declare_its_own_redis_in_the_library_and_under_evalsha(redis, tmp_path):
+    # A block declaring `redis` (as base does, for the call's API) still
+    # registers its function: the library takes register_function first.
+    runner = ScriptRunner(load_scripts(lua_tree(tmp_path, GLOBALS_AS_LOCALS)))
+    await redis.set("gk", "v")
+    assert await runner.call(redis, "g", ["gk"], ["1"]) == ["v", 2]
+    assert runner.uses_functions(redis) is True
+    assert await ScriptRunner(load_scripts(tmp_path)).call(NoFunctions(redis), "g", ["nk"], ["4"]) == ["none", 5]
+
+
 # key() written out as a concatenation where it cannot change what it gives.
 
 KEY_BASE = ("local P = KEYS[1]\n"
